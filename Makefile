@@ -1,0 +1,47 @@
+# Course package: every target creates the environment first when it is missing.
+#   make book      build the executed website into _build/html (fails on any warning)
+#   make test      run the whole test suite
+#   make release   regenerate notebooks/ (student versions) from solutions/
+#   make grade SUBMISSIONS=DIR [ASSIGNMENT=name]   autograde a class, write feedback and grades CSV
+#   make lab       JupyterLab on the student notebooks (127.0.0.1 only)
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export PATH := $(abspath $(BIN)):$(PATH)
+
+ASSIGNMENTS := $(notdir $(wildcard solutions/*))
+ASSIGNMENT  ?=
+SUBMISSIONS ?=
+
+.PHONY: venv book test release grade lab clean
+
+venv: $(STAMP)
+
+# Idempotent: re-runs only when the pins or the package metadata change.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+book: $(STAMP)
+	FLOWLIB_PROGRESS=0 $(BIN)/jupyter-book build . -W -n --keep-going
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+release: $(STAMP)
+	cd autograder && for asg in $(ASSIGNMENTS); do \
+	  $(abspath $(BIN))/nbgrader generate_assignment "$$asg" --force || exit 1; done
+
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=DIR [ASSIGNMENT=name]"; exit 2; }
+	$(BIN)/python autograder/grade.py "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)")
+
+lab: $(STAMP)
+	cd notebooks && $(abspath $(BIN))/jupyter lab --ip=127.0.0.1 --no-browser
+
+clean:
+	rm -rf _build

@@ -1,0 +1,31 @@
+"""Shared fixtures: the repository root, a device list, and a scratch copy of the course
+(autograder + solutions + notebooks) so grading tests never touch the real gradebook."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    return torch.device(request.param)
+
+
+@pytest.fixture
+def course_copy(tmp_path: Path) -> Path:
+    """A copy of the parts of the repository that nbgrader reads, in a temporary folder."""
+    root = tmp_path / "course"
+    (root / "autograder").mkdir(parents=True)
+    for name in ("nbgrader_config.py", "grade.py"):
+        shutil.copy(REPO / "autograder" / name, root / "autograder" / name)
+    for folder in ("solutions", "notebooks"):
+        if (REPO / folder).is_dir():
+            shutil.copytree(REPO / folder, root / folder)
+    return root
