@@ -21,3 +21,31 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# Score-based side: ground-truth mixture, score matching, diffusion SDEs, probability flow.
+from .bits import bits_per_dim
+from .gmm import GaussianMixture
+from .ode import ode_log_prob, ode_sample, probability_flow_drift
+from .score import ScoreMLP, annealed_langevin, dsm_loss, esm_loss, geometric_sigmas, langevin, ssm_loss
+from .sde import SDE, VESDE, VPSDE, euler_maruyama, pc_sample, sde_dsm_loss
+
+__all__ += [
+    "GaussianMixture",
+    "esm_loss",
+    "ssm_loss",
+    "dsm_loss",
+    "langevin",
+    "geometric_sigmas",
+    "annealed_langevin",
+    "ScoreMLP",
+    "SDE",
+    "VESDE",
+    "VPSDE",
+    "sde_dsm_loss",
+    "euler_maruyama",
+    "pc_sample",
+    "probability_flow_drift",
+    "ode_sample",
+    "ode_log_prob",
+    "bits_per_dim",
+]
