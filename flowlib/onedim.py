@@ -96,8 +96,9 @@ def bisection_inverse(
 ) -> Tensor:
     """Solve ``f(x) = y`` elementwise for an increasing ``f`` by bisection on ``[lo, hi]``.
 
-    Each iteration halves the bracket, so after n iterations the error is at most
-    ``(hi - lo) / 2^n``. Raises if ``y`` is not bracketed by ``f(lo)`` and ``f(hi)``.
+    Each iteration halves the bracket and the midpoint of the last one is returned, so after
+    n iterations the error in x is at most ``(hi - lo) / 2^(n+1)`` (in exact arithmetic;
+    where F is nearly flat, rounding of ``y`` limits it sooner). Raises if ``y`` is not bracketed by ``f(lo)`` and ``f(hi)``.
     """
     lo = torch.as_tensor(lo, dtype=y.dtype, device=y.device).expand_as(y).clone()
     hi = torch.as_tensor(hi, dtype=y.dtype, device=y.device).expand_as(y).clone()
@@ -121,7 +122,9 @@ class MixtureCDF(Bijection):
     any continuous density to Uniform[0, 1]).
 
     forward (data -> noise) is one cheap pass with ``log|det| = sum log F'(x)``; inverse has
-    no closed form and runs bisection (``iters`` passes), accurate to ``(hi - lo) / 2^iters``.
+    no closed form and runs bisection (``iters`` passes), accurate to ``(hi - lo) / 2^(iters+1)``.
+    In float32, F(x) rounds to exactly 0 or 1 a few scales beyond the outermost component;
+    ``u`` is clamped to the open interval so bases such as Beta(5, 5) stay finite there.
     """
 
     def __init__(self, dim: int = 1, n_components: int = 5, kind: str = "gaussian", bracket: float = 50.0, iters: int = 60):
@@ -140,7 +143,8 @@ class MixtureCDF(Bijection):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         u, log_density = self.cdf(x)
-        return u, sum_except_batch(log_density)
+        tiny, below_one = torch.finfo(u.dtype).tiny, 1 - torch.finfo(u.dtype).eps / 2
+        return u.clamp(tiny, below_one), sum_except_batch(log_density)
 
     def inverse(self, u: Tensor) -> tuple[Tensor, Tensor]:
         if ((u <= 0) | (u >= 1)).any():
