@@ -81,8 +81,9 @@ class MADE(nn.Module):
     parameter of dimension k depends only on inputs of smaller degree (the dimensions before
     k in ``order``). Degrees: input ``order[j]`` has degree ``j + 1``; hidden unit i of every
     layer has degree ``1 + (i mod (D - 1))`` (deterministic, so every degree is represented
-    when the width is at least D - 1); optional ``context`` inputs have degree 0 and reach
-    every output. Masks: a hidden unit of degree d sees units of degree <= d; an output of
+    when the width is at least D - 1). Optional ``context`` inputs have degree 0; then hidden
+    degrees run over ``i mod D`` (width at least D), so degree-0 units that read only the
+    context carry it to every output, the first dimension's included. Masks: a hidden unit of degree d sees units of degree <= d; an output of
     degree d sees hidden units of degree < d (strict).
 
     Output layout: the result has shape ``(batch, D, n_params)`` and output unit
@@ -92,7 +93,8 @@ class MADE(nn.Module):
     classic interleaving bug: parameter p of dimension k would then carry the mask of another
     dimension. ``tests/test_autoregressive.py`` guards against it.
 
-    Both directions of use are one network pass; ``forward(x, context=None)``.
+    ``forward(x, context=None)`` is one network pass. ``generator`` only draws
+    ``order='random'``; the weights use torch's global generator (seed it for repeatability).
     """
 
     def __init__(
@@ -124,7 +126,10 @@ class MADE(nn.Module):
         layers: list[nn.Module] = []
         prev = in_degrees
         for width in hidden:
-            deg = torch.arange(width) % max(features - 1, 1) + 1
+            if context:  # degrees 0..D-1: degree-0 units read only the context, for output order[0]
+                deg = torch.arange(width) % features
+            else:  # degrees 1..D-1 (a degree-0 unit would see no input at all)
+                deg = torch.arange(width) % max(features - 1, 1) + 1
             layers += [MaskedLinear(len(prev), width, (deg[:, None] >= prev[None, :]).float()), activation()]
             prev = deg
         out_degrees = degrees.repeat_interleave(n_params)  # unit k * n_params + p -> dimension k

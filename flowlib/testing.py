@@ -25,6 +25,7 @@ __all__ = [
     "jacobian_log_det",
     "block_reference",
     "ReferenceBlockedError",
+    "check_autoregressive",
 ]
 
 
@@ -245,3 +246,60 @@ def block_reference(*targets: str) -> Iterator[None]:
     finally:
         for obj, attr, value in reversed(saved):
             setattr(obj, attr, value)
+
+
+def check_autoregressive(
+    fn: Callable[[Tensor], Tensor],
+    x: Tensor,
+    order: Sequence[int] | Tensor | None = None,
+    strict: bool = True,
+    atol: float = 0.0,
+    max_samples: int = 4,
+) -> float:
+    """Output k of ``fn`` depends only on the inputs before k in ``order``, by autograd.
+
+    ``fn`` maps ``(batch, D)`` to ``(batch, D, *rest)`` (e.g. a MADE's ``(batch, D, n_params)``
+    or a transform's ``(batch, D)``); every entry ``[:, k, ...]`` is output k. ``order`` lists
+    the variable indices in generation order (``None``: ``0, ..., D-1``). ``strict=True``
+    checks a conditioner: dy_k/dx_j = 0 unless j comes strictly before k (strictly lower
+    triangular in the order). ``strict=False`` checks a transform: j may also be k itself
+    (triangular). The Jacobian is taken per sample for up to ``max_samples`` rows of ``x``.
+    Raises naming the worst offending (output, input) pair and its magnitude; returns the
+    largest forbidden |derivative| (0.0 for exact masks)."""
+    if x.dim() != 2:
+        raise ValueError(f"check_autoregressive: expected x of shape (batch, D), got {tuple(x.shape)}")
+    D = x.shape[1]
+    if order is None:
+        order_t = torch.arange(D)
+    else:
+        order_t = torch.as_tensor(order)
+        if order_t.dim() != 1 or order_t.is_floating_point() or order_t.numel() != D or not torch.equal(
+            order_t.sort().values.cpu(), torch.arange(D)
+        ):
+            raise ValueError(f"check_autoregressive: order must be a permutation of range({D}), got {order_t.tolist()}")
+    position = torch.empty(D, dtype=torch.long)
+    position[order_t.long().cpu()] = torch.arange(D)
+    # allowed[k, j]: may output k depend on input j?
+    allowed = position[None, :] < position[:, None] if strict else position[None, :] <= position[:, None]
+
+    worst, worst_pair = 0.0, None
+    for i in range(min(max_samples, x.shape[0])):
+        xi = x[i : i + 1].detach()
+        jac = torch.autograd.functional.jacobian(lambda v: fn(v), xi)  # (1, D, *rest, 1, D)
+        if jac.shape[1] != D:
+            raise AssertionError(f"check_autoregressive: fn must return (batch, {D}, ...), got output shape {tuple(jac.shape[:-2])}")
+        mag = jac.reshape(D, -1, D).abs().amax(dim=1).cpu()  # (output k, input j)
+        forbidden = torch.where(allowed, torch.zeros_like(mag), mag)
+        value = forbidden.max().item()
+        if value > worst:
+            worst = value
+            flat = int(forbidden.argmax())
+            worst_pair = (flat // D, flat % D)
+    if worst > atol:
+        k, j = worst_pair
+        rel = "strictly before" if strict else "before or at"
+        raise AssertionError(
+            f"not autoregressive: output {k} (position {int(position[k])} in the order) depends on input {j} "
+            f"(position {int(position[j])}), which is not {rel} it: |d out_{k} / d in_{j}| = {worst:.3e} > atol={atol:g}"
+        )
+    return worst
