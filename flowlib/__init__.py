@@ -49,3 +49,34 @@ __all__ += [
     "ode_log_prob",
     "bits_per_dim",
 ]
+
+# Planar and autoregressive flows, variational-inference targets, 2-D toy data.
+from .autoregressive import (
+    IAF,
+    MADE,
+    AutoregressiveMixtureCDF2D,
+    MAFLayer,
+    Permutation,
+    Reverse,
+    iaf,
+    maf,
+    mixture_cdf_flow_2d,
+)
+from .energies import TEST_ENERGIES, reverse_kl_loss
+from .planar import Planar, planar_flow
+
+__all__ += [
+    "Planar",
+    "planar_flow",
+    "TEST_ENERGIES",
+    "reverse_kl_loss",
+    "MADE",
+    "MAFLayer",
+    "IAF",
+    "Permutation",
+    "Reverse",
+    "maf",
+    "iaf",
+    "AutoregressiveMixtureCDF2D",
+    "mixture_cdf_flow_2d",
+]

@@ -73,7 +73,7 @@ class GaussianMixture(nn.Module):
                 raise ValueError(f"GaussianMixture: covs must have shape (K, D, D) = ({K}, {D}, {D}), got {tuple(covs.shape)}")
             if not torch.allclose(covs, covs.transpose(1, 2), atol=1e-8, rtol=1e-6):
                 raise ValueError("GaussianMixture: covariance matrices must be symmetric")
-            variances, rotation = torch.linalg.eigh(covs)
+            variances, rotation = (t.to(means.dtype) for t in torch.linalg.eigh(covs.double()))
             if not (variances > 0).all():
                 raise ValueError("GaussianMixture: covariance matrices must be positive definite")
         else:
@@ -124,10 +124,12 @@ class GaussianMixture(nn.Module):
 
     @staticmethod
     def _per_sample(value, x: Tensor, name: str) -> Tensor:
-        """A scalar or (batch,) noise coefficient as a (batch or 1, 1, 1) tensor like x."""
+        """A scalar or (batch,) noise coefficient as a float or a (batch, 1, 1) tensor like x."""
+        if isinstance(value, (int, float)):
+            return float(value)
         v = torch.as_tensor(value, dtype=x.dtype, device=x.device)
         if v.dim() == 0:
-            return v.reshape(1, 1, 1)
+            return v.reshape(1, 1, 1)  # stays a tensor: no device sync
         if v.shape != (x.shape[0],):
             raise ValueError(f"GaussianMixture: {name} must be a scalar or have shape (batch,) = ({x.shape[0]},), got {tuple(v.shape)}")
         return v.reshape(-1, 1, 1)

@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .gmm import _randn
 from .score import _check_batch, _check_score, _flat, _rademacher
 from .sde import SDE
 

@@ -1,0 +1,150 @@
+"""Probability-flow ODE sampling and likelihoods against the exact mixture density."""
+import math
+
+import pytest
+import torch
+
+import flowlib
+from flowlib import VESDE, VPSDE, GaussianMixture, bits_per_dim, ode_log_prob, ode_sample, probability_flow_drift
+from flowlib.testing import check_device_dtype
+
+F64 = dict(dtype=torch.float64)
+
+
+SDES = [VESDE(0.01, 10.0), VPSDE(0.1, 20.0)]
+IDS = ["VE", "VP"]
+
+
+def mixture():
+    return GaussianMixture(
+        torch.tensor([0.3, 0.7], **F64), torch.tensor([[-2.0, 0.5], [1.5, -1.0]], **F64), stds=torch.tensor([0.5, 0.8], **F64)
+    )
+
+
+def points(n=8, seed=0):
+    return mixture().sample(n, generator=torch.Generator().manual_seed(seed))
+
+
+def test_probability_flow_drift_formula():
+    sde, m = VPSDE(), mixture()
+    x, t = points(), torch.full((8,), 0.4, **F64)
+    f, g = sde.drift_diffusion(x, t)
+    torch.testing.assert_close(probability_flow_drift(lambda v, s: m.score_at(v, s, sde), sde, x, t), f - 0.5 * g**2 * m.score_at(x, t, sde))
+
+
+@pytest.mark.parametrize("sde", SDES, ids=IDS)
+def test_rk4_log_prob_matches_exact_density(sde):
+    m, x, eps = mixture(), points(), 1e-5
+    score = lambda v, t: m.score_at(v, t, sde)  # noqa: E731
+    ref = m.log_prob_at(x, eps, sde)
+    # with the exact p_T only the solver error is left (measured ~2e-4 nats at 25 steps)
+    pT = m.marginal_at(1.0, sde)
+    logp, nfe = ode_log_prob(score, sde, x, method="rk4", n_steps=25, eps=eps, terminal_log_prob=pT.log_prob)
+    assert logp.shape == (8,) and nfe == 100
+    assert (logp - ref).abs().max().item() < 2e-3
+    # with the SDE's prior the prior mismatch is added (~0.1 nats VE sigma_max=10, ~0.01 VP)
+    logp, _ = ode_log_prob(score, sde, x, method="rk4", n_steps=25, eps=eps)
+    assert (logp - ref).abs().max().item() < 0.2
+
+
+@pytest.mark.parametrize("sde", SDES, ids=IDS)
+def test_rk45_log_prob_is_tighter(sde):
+    m, x, eps = mixture(), points(), 1e-5
+    pT = m.marginal_at(1.0, sde)
+    logp, nfe = ode_log_prob(lambda v, t: m.score_at(v, t, sde), sde, x, method="rk45", rtol=1e-7, atol=1e-7, eps=eps, terminal_log_prob=pT.log_prob)
+    err = (logp - m.log_prob_at(x, eps, sde)).abs().max().item()
+    assert err < 1e-5, (err, nfe)  # measured ~1e-7 at ~130-200 evaluations
+
+
+def test_hutchinson_is_unbiased_with_one_probe_per_solve():
+    sde, m = VPSDE(0.1, 20.0), mixture()
+    score = lambda v, t: m.score_at(v, t, sde)  # noqa: E731
+    # 400 copies of one point in one solve: every row has its own probe, so 400 estimates
+    x = points(1, seed=3).expand(400, 2).clone()
+    exact, _ = ode_log_prob(score, sde, x[:1], trace="exact", n_steps=20)
+    est, _ = ode_log_prob(score, sde, x, trace="hutchinson", n_steps=20, generator=torch.Generator().manual_seed(0))
+    se = est.std().item() / math.sqrt(400)
+    assert est.std().item() > 0  # the probes really differ
+    assert abs(est.mean().item() - exact.item()) < 4 * se + 1e-6
+    # a probe held fixed for the solve keeps the integrand smooth: the adaptive solver takes
+    # about as many steps as with the exact trace (fresh probes per call would not)
+    _, nfe_exact = ode_log_prob(score, sde, x[:4], trace="exact", method="rk45", rtol=1e-5, atol=1e-5)
+    _, nfe_hutch = ode_log_prob(score, sde, x[:4], trace="hutchinson", method="rk45", rtol=1e-5, atol=1e-5, generator=torch.Generator().manual_seed(1))
+    assert nfe_hutch <= 2 * nfe_exact
+
+
+def test_hutchinson_is_reproducible_with_a_generator():
+    sde, m = VESDE(0.01, 10.0), mixture()
+    run = lambda: ode_log_prob(lambda v, t: m.score_at(v, t, sde), sde, points(4), trace="hutchinson", n_steps=5, generator=torch.Generator().manual_seed(7))[0]  # noqa: E731
+    torch.testing.assert_close(run(), run())
+
+
+def test_ode_sample_with_oracle_score_samples_the_target():
+    m = GaussianMixture([0.8, 0.2], [[-2.0, -1.0], [2.0, 1.5]], stds=[0.5, 0.4])
+    gen = torch.Generator().manual_seed(0)
+    vp = VPSDE(0.1, 20.0)
+    x, nfe = ode_sample(lambda v, t: m.score_at(v, t, vp), vp, (4000, 2), n_steps=30, generator=gen, return_nfe=True)
+    assert nfe == 120
+    assert abs((x[:, 0] < 0).float().mean().item() - 0.8) < 0.04
+    assert (x.mean(0) - m.mean()).abs().max().item() < 0.1
+    # VE: start from the exact p_T, so the deterministic map is tested without prior mismatch
+    ve = VESDE(0.01, 20.0)
+    xT = m.marginal_at(1.0, ve).sample(4000, generator=gen)
+    x = ode_sample(lambda v, t: m.score_at(v, t, ve), ve, None, n_steps=30, x_T=xT)
+    assert abs((x[:, 0] < 0).float().mean().item() - 0.8) < 0.04
+    assert (torch.cov(x.T) - m.covariance()).abs().max().item() < 0.25
+
+
+def test_ode_sample_rk45_agrees_with_rk4():
+    # the sampling map x_T -> x_eps is deterministic: two solvers land on the same points
+    sde, m = VPSDE(), mixture()
+    score = lambda v, t: m.score_at(v, t, sde)  # noqa: E731
+    xT = torch.randn(4, 2, generator=torch.Generator().manual_seed(0), **F64)
+    a = ode_sample(score, sde, None, method="rk45", x_T=xT)
+    b = ode_sample(score, sde, None, method="rk4", n_steps=100, x_T=xT)
+    torch.testing.assert_close(a, b, atol=1e-3, rtol=0)
+
+
+def test_bits_per_dim_offset():
+    # uniform density on [0, 1)^D has log p = 0: 8-bit data then costs exactly 8 bits/dim
+    assert bits_per_dim(torch.zeros(3), n_dims=64).tolist() == pytest.approx([8.0] * 3)
+    logp = torch.tensor([-10.0, 25.0], **F64)
+    expected = (-logp / 64 + math.log(256)) / math.log(2)
+    torch.testing.assert_close(bits_per_dim(logp, 64, 256), expected)
+    assert bits_per_dim(torch.tensor(0.0), 10, n_bins=2).item() == pytest.approx(1.0)
+
+
+def test_bad_inputs_raise_value_error():
+    sde, x = VPSDE(), torch.randn(3, 2)
+    score = lambda v, t: -v  # noqa: E731
+    with pytest.raises(ValueError, match="trace"):
+        ode_log_prob(score, sde, x, trace="stochastic")
+    with pytest.raises(ValueError, match="method"):
+        ode_log_prob(score, sde, x, method="euler")
+    with pytest.raises(ValueError, match="eps"):
+        ode_log_prob(score, sde, x, eps=1.5)
+    with pytest.raises(ValueError, match="method"):
+        ode_sample(score, sde, (3, 2), method="dopri")
+    with pytest.raises(ValueError, match="n_dims"):
+        bits_per_dim(torch.zeros(2), 0)
+
+
+def _check_ode_device_dtype(dev, dtype):
+    x = torch.randn(4, 2, device=dev, dtype=dtype)
+    sde = VESDE(0.01, 5.0)
+    score = lambda v, t: -v / (1 + sde.marginal_coefficients(t)[1][:, None] ** 2)  # noqa: E731  N(0, I) data
+    for trace in ("exact", "hutchinson"):
+        check_device_dtype(lambda v: ode_log_prob(score, sde, v, trace=trace, n_steps=3, generator=torch.Generator().manual_seed(0))[0], x)
+    check_device_dtype(lambda v: ode_log_prob(score, sde, v, method="rk45", rtol=1e-3, atol=1e-3)[0], x)
+    out = ode_sample(score, sde, (4, 2), n_steps=3, device=dev, dtype=dtype)
+    assert out.device.type == torch.device(dev).type and out.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_device_and_dtype_kept_cpu(dtype):
+    _check_ode_device_dtype("cpu", dtype)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_device_and_dtype_kept_cuda():
+    _check_ode_device_dtype(flowlib.device(), torch.float32)
