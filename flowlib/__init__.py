@@ -80,3 +80,54 @@ __all__ += [
     "AutoregressiveMixtureCDF2D",
     "mixture_cdf_flow_2d",
 ]
+
+# Coupling flows, multi-scale architecture, Glow layers, dequantization.
+from .coupling import (
+    ActNorm,
+    AdditiveCoupling,
+    AffineCoupling,
+    ConvConditioner,
+    Flatten,
+    InvertibleConv1x1,
+    MLPConditioner,
+    MultiScale,
+    Squeeze,
+    alternating_mask,
+    channel_mask,
+    checkerboard_mask,
+    half_mask,
+    realnvp,
+    realnvp_image,
+)
+from .dequantization import (
+    LogitTransform,
+    VariationalDequantizer,
+    dequantized_bits_per_dim,
+    dequantized_log_likelihood,
+    histogram_baseline_bpd,
+    uniform_dequantize,
+)
+
+__all__ += [
+    "AdditiveCoupling",
+    "AffineCoupling",
+    "MLPConditioner",
+    "ConvConditioner",
+    "checkerboard_mask",
+    "channel_mask",
+    "alternating_mask",
+    "half_mask",
+    "Squeeze",
+    "Flatten",
+    "MultiScale",
+    "ActNorm",
+    "InvertibleConv1x1",
+    "realnvp",
+    "realnvp_image",
+    "uniform_dequantize",
+    "LogitTransform",
+    "dequantized_log_likelihood",
+    "dequantized_bits_per_dim",
+    "VariationalDequantizer",
+    "histogram_baseline_bpd",
+]

@@ -202,3 +202,29 @@ def glyph_log_prob(x: Tensor, shape: str = "F", resolution: int = 64, half_width
     dark = inside & mask[r, c]
     value = -math.log(int(mask.sum()) * h * h)
     return torch.where(dark, torch.full_like(x[:, 0], value), torch.full_like(x[:, 0], -math.inf))
+
+
+# --------------------------------------------------------------------------- 8x8 digits (discrete images)
+DIGITS_N_BINS = 17  # grey levels 0..16 of scikit-learn's load_digits
+
+
+def load_digits_split(seed: int = 0, test_fraction: float = 0.2) -> tuple[Tensor, Tensor]:
+    """scikit-learn's 8x8 handwritten digits (1797 images, grey levels ``0..16``, shipped with
+    scikit-learn, no download) as ``int64`` tensors ``(N, 1, 8, 8)``, split into
+    ``(train, test)`` by a fixed random permutation (``torch.Generator`` seeded with ``seed``;
+    the same seed gives the same split). ``round(1797 * test_fraction)`` images go to test.
+    The number of levels is :data:`DIGITS_N_BINS` ``= 17``."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"load_digits_split: test_fraction must lie in (0, 1), got {test_fraction!r}")
+    from sklearn.datasets import load_digits
+
+    images = torch.from_numpy(np.ascontiguousarray(load_digits().images)).round().long()[:, None]
+    n = images.shape[0]
+    n_test = int(round(n * test_fraction))
+    if not 0 < n_test < n:
+        raise ValueError(f"load_digits_split: test_fraction={test_fraction} leaves an empty split")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+    return images[perm[n_test:]].clone(), images[perm[:n_test]].clone()
+
+
+__all__ += ["DIGITS_N_BINS", "load_digits_split"]

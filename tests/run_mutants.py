@@ -1,0 +1,58 @@
+"""Run an assignment's source notebook once per mutant and report which test cells fail.
+
+Used by test_grading.py as ``python tests/run_mutants.py ASSIGNMENT``; prints one JSON
+object ``{mutant name: [grade_id of each failing test cell]}`` on the last line. All mutants
+run in this one process, each in a freshly reset IPython shell: a kernel start per mutant
+would cost seconds each, and nbgrader scores a test cell 0 exactly when it raises, which
+is what this records. (The full nbgrader path is exercised by the round-trip test.)
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import mutants  # noqa: E402
+
+
+def failing_tests(nb: nbformat.NotebookNode, shell) -> list[str]:
+    shell.reset(new_session=True)
+    failed = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        meta = cell.metadata.get("nbgrader", {})
+        result = shell.run_cell(cell.source, silent=True, store_history=False)
+        if meta.get("grade") and not meta.get("solution") and not result.success:
+            failed.append(meta["grade_id"])
+    return failed
+
+
+def main(asg: str) -> None:
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    os.environ.setdefault("FLOWLIB_PROGRESS", "0")
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    source = HERE.parent / "solutions" / asg / f"{asg}.ipynb"
+    report = {"(reference)": failing_tests(nbformat.read(source, as_version=4), shell)}
+    for m in mutants.load(asg):
+        nb = nbformat.read(source, as_version=4)
+        cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == m["cell"]]
+        if len(cells) != 1 or cells[0].source.count(m["find"]) != 1:
+            report[m["name"]] = [f"BAD MUTANT: cell {m['cell']!r} missing or `find` not found exactly once"]
+            continue
+        cells[0].source = cells[0].source.replace(m["find"], m["replace"])
+        report[m["name"]] = failing_tests(nb, shell)
+    sys.stdout.flush()
+    print("\n" + json.dumps(report))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
