@@ -111,6 +111,9 @@ def nbgrader(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [sys.executable, "-m", "nbgrader", *args], cwd=HERE, env=_env(), capture_output=True, text=True
     )
+    if "Exception while loading config file" in proc.stderr:
+        # nbgrader would go on with its defaults (other folders, no timeout): never grade like that.
+        raise SystemExit(f"autograder/nbgrader_config.py failed to load:\n{proc.stderr[-3000:]}")
     if check and proc.returncode != 0:
         raise RuntimeError(f"nbgrader {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc

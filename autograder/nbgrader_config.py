@@ -7,6 +7,7 @@ feedback, the gradebook) lives under ``autograder/course/``, which git ignores.
 """
 import os
 import secrets
+import sys
 
 c = get_config()  # noqa: F821 - provided by traitlets when it loads this file
 
@@ -35,3 +36,32 @@ c.Execute.skip_cells_with_tag = "never-skip-" + secrets.token_hex(16)
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearHiddenTests.begin_test_delimeter = "BEGIN HIDDEN TESTS"
 c.ClearHiddenTests.end_test_delimeter = "END HIDDEN TESTS"
+
+# Safety nets (autograder/preprocessors.py): stderr from a correct solution must not zero a
+# test cell, huge outputs are cut, and feedback shows each failed check's message but not
+# the hidden tests' source.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import (  # noqa: E402
+    AssignLatePenalties,
+    CheckCellMetadata,
+    Execute,
+    GetGrades,
+    IgnorePattern,
+    LimitOutput,
+    SaveAutoGrades,
+)
+from preprocessors import HideHiddenTests, StderrAsStdout, TruncateOutputs  # noqa: E402
+
+c.Autograde.autograde_preprocessors = [
+    Execute,
+    IgnorePattern,
+    ClearMetadataPreprocessor,
+    LimitOutput,
+    TruncateOutputs,
+    StderrAsStdout,
+    SaveAutoGrades,
+    AssignLatePenalties,
+    CheckCellMetadata,
+]
+c.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]

@@ -88,8 +88,9 @@ def reverse_kl_loss(flow, log_target: Callable[[Tensor], Tensor], n: int) -> Ten
         E_{x ~ q}[log q(x) - log p~(x)] = KL(q || p) - log Z,
 
     estimated from ``n`` reparameterised samples of ``flow.sample_and_log_prob(n)`` (so the
-    gradient flows through the samples). It is bounded below by ``-log Z`` and needs only the
-    flow's sampling direction, which is why planar flows can be trained with it. With
+    gradient flows through the samples). When ``p~`` is integrable it is bounded below by
+    ``-log Z``; U2-U4 do not decay along the first axis, so for them Z (and the bound) exist
+    only on a bounded box. It needs only the flow's sampling direction, which is why planar flows can be trained with it. With
     :func:`flowlib.fit`: ``fit(flow, None, loss=lambda m, _: reverse_kl_loss(m, u1, 256))``.
     """
     if not isinstance(n, int) or n < 1:

@@ -34,9 +34,11 @@ def _randn(shape, like: Tensor, generator: torch.Generator | None) -> Tensor:
 
 
 def _float_tensor(value, dtype=None) -> Tensor:
-    t = torch.as_tensor(value)
+    # Convert Python numbers straight to the target dtype: going through float32 first
+    # would round e.g. 0.7**2 in a float64 mixture.
     if dtype is not None:
-        return t.to(dtype)
+        return torch.as_tensor(value, dtype=dtype)
+    t = torch.as_tensor(value)
     return t if t.is_floating_point() else t.to(torch.get_default_dtype())
 
 

@@ -27,8 +27,8 @@ def course_copy(tmp_path: Path) -> Path:
     """A copy of the parts of the repository that nbgrader reads, in a temporary folder."""
     root = tmp_path / "course"
     (root / "autograder").mkdir(parents=True)
-    for name in ("nbgrader_config.py", "grade.py"):
-        shutil.copy(REPO / "autograder" / name, root / "autograder" / name)
+    for path in (REPO / "autograder").glob("*.py"):
+        shutil.copy(path, root / "autograder" / path.name)
     for folder in ("solutions", "notebooks"):
         if (REPO / folder).is_dir():
             shutil.copytree(REPO / folder, root / folder)

@@ -143,3 +143,10 @@ def test_device_and_dtype_kept_cpu(dtype):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_device_and_dtype_kept_cuda():
     _check_oracle_device_dtype(flowlib.device(), torch.float32)
+
+
+def test_python_float_parameters_keep_float64_precision():
+    gm = GaussianMixture([0.3, 0.7], torch.zeros(2, 3, dtype=torch.float64), stds=0.7)
+    assert gm.weights.dtype == torch.float64
+    assert abs(gm.weights[0].item() - 0.3) < 1e-15
+    assert abs(gm.variances[0, 0].item() - 0.49) < 1e-15

@@ -1,0 +1,151 @@
+"""Wrong implementations of assignment 03-autoregressive-flows: see tests/mutants/__init__.py."""
+
+MUTANTS = [
+    # Exercise 1: made_masks
+    {
+        "name": "masks-output-non-strict",
+        "cell": "made_masks",
+        "find": "(in_degrees[:, None] > prev[None, :])",
+        "replace": "(in_degrees[:, None] >= prev[None, :])",
+        # output k sees hidden units of its own degree, hence input k itself
+        "loses": ["test_made_masks", "test_made_masks_autoregressive"],
+    },
+    {
+        "name": "masks-hidden-strict",
+        "cell": "made_masks",
+        "find": "(degrees[:, None] >= prev[None, :])",
+        "replace": "(degrees[:, None] > prev[None, :])",
+        # still autoregressive, but allowed connections are lost (the visible test sees them)
+        "loses": ["test_made_masks", "test_made_masks_autoregressive"],
+    },
+    {
+        "name": "masks-degrees-from-index-not-position",
+        "cell": "made_masks",
+        "find": "in_degrees[order] = torch.arange(1, D + 1)",
+        "replace": "in_degrees[:] = order + 1",
+        # equal to the right degrees for the natural and reversed orders only
+        "loses": ["test_made_masks", "test_made_masks_autoregressive"],
+    },
+    {
+        "name": "masks-hidden-degrees-from-zero",
+        "cell": "made_masks",
+        "find": "degrees = torch.arange(width) % max(D - 1, 1) + 1",
+        "replace": "degrees = torch.arange(width) % D",
+        "loses": ["test_made_masks", "test_made_masks_autoregressive"],
+    },
+    {
+        "name": "masks-accepts-any-order",
+        "cell": "made_masks",
+        "find": "if order.dim() != 1 or D == 0 or order.is_floating_point() or not torch.equal(order.sort().values, torch.arange(D)):",
+        "replace": "if D == 0:",
+        "loses": ["test_made_masks"],
+    },
+    # Exercise 2: maf_log_prob
+    {
+        "name": "maf-log-prob-missing-log-det",
+        "cell": "maf_log_prob",
+        "find": "return log_base - alpha.sum(dim=1)",
+        "replace": "return log_base",
+        "loses": ["test_maf_log_prob"],
+    },
+    {
+        "name": "maf-log-prob-sign-error-in-log-scale",
+        "cell": "maf_log_prob",
+        "find": "z = (x - mu) * torch.exp(-alpha)",
+        "replace": "z = (x - mu) * torch.exp(alpha)",
+        "loses": ["test_maf_log_prob"],
+    },
+    {
+        "name": "maf-log-prob-log-det-sign",
+        "cell": "maf_log_prob",
+        "find": "return log_base - alpha.sum(dim=1)",
+        "replace": "return log_base + alpha.sum(dim=1)",
+        "loses": ["test_maf_log_prob"],
+    },
+    {
+        "name": "maf-log-prob-missing-normaliser",
+        "cell": "maf_log_prob",
+        "find": " - 0.5 * x.shape[1] * math.log(2 * math.pi)",
+        "replace": "",
+        "loses": ["test_maf_log_prob"],
+    },
+    # Exercise 3: maf_sample
+    {
+        "name": "maf-sample-one-pass",
+        "cell": "maf_sample",
+        "find": "for _ in range(z.shape[1]):",
+        "replace": "for _ in range(1):",
+        "loses": ["test_maf_sample"],
+    },
+    {
+        "name": "maf-sample-log-det-sign",
+        "cell": "maf_sample",
+        "find": "return x, alpha.sum(dim=1)",
+        "replace": "return x, -alpha.sum(dim=1)",
+        "loses": ["test_maf_sample"],
+    },
+    {
+        "name": "maf-sample-uses-density-formula",
+        "cell": "maf_sample",
+        "find": "x = mu + z * torch.exp(alpha)",
+        "replace": "x = (z - mu) * torch.exp(-alpha)",
+        "loses": ["test_maf_sample"],
+    },
+    # Exercise 4: iaf_sample
+    {
+        "name": "iaf-computed-in-maf-direction",
+        "cell": "iaf_sample",
+        "find": "mu, alpha = conditioner(z)\n    x = (z - mu) * torch.exp(-alpha)",
+        "replace": (
+            "x = torch.zeros_like(z)\n"
+            "    for _ in range(z.shape[1]):\n"
+            "        mu, alpha = conditioner(x)\n"
+            "        x = mu + z * torch.exp(alpha)\n"
+            "    alpha = -alpha"
+        ),
+        "loses": ["test_iaf_sample"],
+    },
+    {
+        "name": "iaf-log-q-sign-error",
+        "cell": "iaf_sample",
+        "find": "return x, log_base + alpha.sum(dim=1)",
+        "replace": "return x, log_base - alpha.sum(dim=1)",
+        "loses": ["test_iaf_sample"],
+    },
+    {
+        "name": "iaf-log-scale-sign-error",
+        "cell": "iaf_sample",
+        "find": "x = (z - mu) * torch.exp(-alpha)",
+        "replace": "x = (z - mu) * torch.exp(alpha)",
+        "loses": ["test_iaf_sample"],
+    },
+    # Exercise 5: is_lower_triangular
+    {
+        "name": "triangular-checks-upper-triangle",
+        "cell": "is_lower_triangular",
+        "find": ".tril(diagonal=-1 if strict else 0)",
+        "replace": ".triu(diagonal=1 if strict else 0)",
+        "loses": ["test_is_lower_triangular"],
+    },
+    {
+        "name": "triangular-ignores-strict",
+        "cell": "is_lower_triangular",
+        "find": ".tril(diagonal=-1 if strict else 0)",
+        "replace": ".tril(diagonal=0)",
+        "loses": ["test_is_lower_triangular"],
+    },
+    {
+        "name": "triangular-first-row-only",
+        "cell": "is_lower_triangular",
+        "find": "for i in range(x.shape[0]):",
+        "replace": "for i in range(1):",
+        "loses": ["test_is_lower_triangular"],
+    },
+    {
+        "name": "triangular-no-tolerance",
+        "cell": "is_lower_triangular",
+        "find": "(J.abs() > atol)",
+        "replace": "(J.abs() > 0)",
+        "loses": ["test_is_lower_triangular"],
+    },
+]
