@@ -181,10 +181,17 @@ def grade_one(student: str, assignment: str) -> Result:
     if res is None:
         failed.reason = "autograde left no grade in the gradebook"
         return failed
-    fb = nbgrader("generate_feedback", assignment, f"--student={student}", "--force", check=False)
-    if fb.returncode != 0:
-        res.reason = "graded; feedback failed: " + _failure_reason(fb)
     return res
+
+
+def generate_feedback(assignment: str, results: list[Result]) -> None:
+    """Feedback for the whole assignment in one nbgrader process (one per student would
+    cost a process start each); a graded student left without feedback is told why."""
+    proc = nbgrader("generate_feedback", assignment, "--force", check=False)
+    for r in results:
+        page = FEEDBACK / r.student / assignment / f"{assignment}.html"
+        if r.status == "graded" and r.assignment == assignment and not page.is_file():
+            r.reason = "graded; feedback failed: " + _failure_reason(proc)
 
 
 def write_csv(results: list[Result]) -> None:
@@ -256,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             res = grade_one(student, asg)
             results.append(res)
             print(f"{student:>20} {asg}: {res.status} {res.score:g}/{res.max_score:g} {res.reason}", flush=True)
+        generate_feedback(asg, results)
     write_csv(results)
     print(summarise(results, notes))
     return 0

@@ -233,6 +233,10 @@ def block_reference(*targets: str) -> Iterator[None]:
         for target in targets:
             _, _, obj = _resolve(target)
             if isinstance(obj, types.FunctionType):
+                # A decorated function (functools.wraps, e.g. @torch.no_grad()) is a closure
+                # around the real one: block the function it wraps.
+                while obj.__code__.co_freevars and isinstance(getattr(obj, "__wrapped__", None), types.FunctionType):
+                    obj = obj.__wrapped__
                 _block_function(obj, target, saved)
             elif isinstance(obj, type):
                 # Replace the methods on the class itself: every instance and subclass sees it.

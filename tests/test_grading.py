@@ -1,10 +1,12 @@
 """The grading round trip, as an instructor runs it: `make grade` on a folder of submissions.
 
-One batch per assignment holds: the reference solution (must score full marks), the
-untouched release (must score 0), a student folder without the notebook (recorded with 0
-and a reason) and one loose .ipynb (the other LMS layout). A second run regrades one late
-re-submission only. Separately, every mutant of tests/mutants.py (a plausible wrong
-implementation) must fail exactly the test cells it lists.
+* Every assignment at once: a student folder with every reference solution must score full
+  marks on each, a student with every untouched release must score 0 on each.
+* The grader's bookkeeping, on assignment 01: a student folder without the notebook
+  (recorded with 0 and a reason), a loose .ipynb (the other LMS layout), and a late
+  re-submission that replaces only that student's grade.
+* Every mutant of tests/mutants/<asg>.py (a plausible wrong implementation) must fail
+  exactly the test cells it lists.
 """
 from __future__ import annotations
 
@@ -17,56 +19,70 @@ from pathlib import Path
 
 import pytest
 
-from course import assignments, grade_meta, source_notebook
 import mutants
+from course import assignments, grade_meta, source_notebook
 
 pytestmark = pytest.mark.slow
 
+META = {"student", "assignment", "status", "score", "max_score", "reason"}
 
-def _grade(course: Path, submissions: Path, asg: str) -> dict[str, dict[str, str]]:
-    proc = subprocess.run(
-        [sys.executable, str(course / "autograder" / "grade.py"), str(submissions), "--assignment", asg],
-        capture_output=True, text=True, timeout=1800,
-    )
+
+def grade(course: Path, submissions: Path, asg: str | None = None) -> dict[tuple[str, str], dict[str, str]]:
+    args = [sys.executable, str(course / "autograder" / "grade.py"), str(submissions)]
+    if asg:
+        args += ["--assignment", asg]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=3000)
     assert proc.returncode == 0, f"grade.py failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     with (course / "autograder" / "course" / "grades.csv").open() as fh:
-        return {row["student"]: row for row in csv.DictReader(fh) if row["assignment"] == asg}
+        return {(row["student"], row["assignment"]): row for row in csv.DictReader(fh)}
 
 
-@pytest.mark.parametrize("asg", assignments())
-def test_grading_round_trip(asg, course_copy, tmp_path):
+def test_every_assignment_round_trip(course_copy, tmp_path):
     subs = tmp_path / "export"
-    (subs / "reference").mkdir(parents=True)
-    shutil.copy(course_copy / "solutions" / asg / f"{asg}.ipynb", subs / "reference" / f"{asg}.ipynb")
-    (subs / "untouched" / asg).mkdir(parents=True)  # nested layout: <student>/<asg>/<asg>.ipynb
-    shutil.copy(course_copy / "notebooks" / asg / f"{asg}.ipynb", subs / "untouched" / asg / f"{asg}.ipynb")
-    (subs / "forgot").mkdir()
-    (subs / "forgot" / "notes.txt").write_text("my notebook is on my other laptop")
-    shutil.copy(course_copy / "solutions" / asg / f"{asg}.ipynb", subs / "Loose Student.ipynb")
+    for asg in assignments():
+        (subs / "reference").mkdir(parents=True, exist_ok=True)
+        shutil.copy(course_copy / "solutions" / asg / f"{asg}.ipynb", subs / "reference" / f"{asg}.ipynb")
+        (subs / "untouched" / asg).mkdir(parents=True)  # nested layout: <student>/<asg>/<asg>.ipynb
+        shutil.copy(course_copy / "notebooks" / asg / f"{asg}.ipynb", subs / "untouched" / asg / f"{asg}.ipynb")
+    rows = grade(course_copy, subs)
+    for asg in assignments():
+        ref, blank = rows[("reference", asg)], rows[("untouched", asg)]
+        tests = [k for k, v in ref.items() if k not in META and v != ""]
+        assert tests, f"{asg}: no graded cells"
+        assert ref["status"] == "graded" and float(ref["score"]) == float(ref["max_score"]) > 0, (
+            f"{asg}: the reference solution scored {ref['score']}/{ref['max_score']} ({ref['reason']})")
+        assert all(float(ref[c]) > 0 for c in tests)
+        assert blank["status"] == "graded" and float(blank["score"]) == 0, f"{asg}: the untouched release scored {blank['score']}"
+        assert all(float(blank[c]) == 0 for c in tests)
+        feedback = course_copy / "autograder" / "course" / "feedback" / "reference" / asg / f"{asg}.html"
+        assert feedback.is_file(), f"{asg}: no feedback page"
+        assert "BEGIN HIDDEN TESTS" not in feedback.read_text(), f"{asg}: feedback shows the hidden tests"
 
-    rows = _grade(course_copy, subs, asg)
-    max_score = float(rows["reference"]["max_score"])
-    tests = [g for g in rows["reference"] if g.startswith("test")] or [
-        k for k in rows["reference"] if k not in {"student", "assignment", "status", "score", "max_score", "reason"}]
-    assert max_score > 0 and tests
-    assert all(float(rows["reference"][c]) > 0 for c in tests)
-    assert all(float(rows["untouched"][c]) == 0 for c in tests)
-    assert rows["reference"]["status"] == "graded" and float(rows["reference"]["score"]) == max_score
-    assert float(rows["Loose_Student"]["score"]) == max_score
-    assert rows["untouched"]["status"] == "graded" and float(rows["untouched"]["score"]) == 0
-    assert rows["forgot"]["status"] == "missing" and float(rows["forgot"]["score"]) == 0 and rows["forgot"]["reason"]
-    feedback = course_copy / "autograder" / "course" / "feedback" / "reference" / asg / f"{asg}.html"
-    assert feedback.is_file(), "feedback must be generated for each graded student"
+
+def test_grader_bookkeeping(course_copy, tmp_path):
+    asg = assignments()[0]
+    solution = course_copy / "solutions" / asg / f"{asg}.ipynb"
+    subs = tmp_path / "export"
+    (subs / "forgot").mkdir(parents=True)
+    (subs / "forgot" / "notes.txt").write_text("my notebook is on my other laptop")
+    shutil.copy(solution, subs / "Loose Student.ipynb")
+    (subs / "late").mkdir()
+    shutil.copy(course_copy / "notebooks" / asg / f"{asg}.ipynb", subs / "late" / f"{asg}.ipynb")
+    rows = grade(course_copy, subs, asg)
+    assert float(rows[("Loose_Student", asg)]["score"]) == float(rows[("Loose_Student", asg)]["max_score"]) > 0
+    forgot = rows[("forgot", asg)]
+    assert forgot["status"] == "missing" and float(forgot["score"]) == 0 and f"no {asg}.ipynb" in forgot["reason"]
+    assert float(rows[("late", asg)]["score"]) == 0
 
     # A late re-submission replaces only that student's work; everyone else keeps their grade.
-    late = tmp_path / "late"
-    (late / "untouched").mkdir(parents=True)
-    shutil.copy(course_copy / "solutions" / asg / f"{asg}.ipynb", late / "untouched" / f"{asg}.ipynb")
-    rows2 = _grade(course_copy, late, asg)
-    assert float(rows2["untouched"]["score"]) == max_score
-    for student, row in rows.items():
-        if student != "untouched":
-            assert rows2[student]["score"] == row["score"], f"{student}'s grade changed on someone else's re-submission"
+    resubmit = tmp_path / "resubmit"
+    (resubmit / "late").mkdir(parents=True)
+    shutil.copy(solution, resubmit / "late" / f"{asg}.ipynb")
+    rows2 = grade(course_copy, resubmit, asg)
+    assert float(rows2[("late", asg)]["score"]) == float(rows2[("late", asg)]["max_score"])
+    for key, row in rows.items():
+        if key[0] != "late":
+            assert rows2[key]["score"] == row["score"], f"{key} changed on someone else's re-submission"
 
 
 @pytest.mark.parametrize("asg", assignments())

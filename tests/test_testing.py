@@ -111,3 +111,14 @@ def test_block_reference_rejects_unknown_targets():
     with pytest.raises((ValueError, AttributeError)):
         with block_reference("flowlib.onedim.no_such_thing"):
             pass
+
+
+def test_block_reference_sees_through_decorators():
+    import flowlib.sde as sde
+
+    assert sde.euler_maruyama.__code__.co_freevars, "the sampler is expected to be decorated"
+    with block_reference("flowlib.sde.euler_maruyama"):
+        with pytest.raises(ReferenceBlockedError, match="euler_maruyama"):
+            sde.euler_maruyama(lambda x, t: -x, sde.VPSDE(), (4, 2), n_steps=2)
+    x = sde.euler_maruyama(lambda x, t: -x, sde.VPSDE(), (4, 2), n_steps=2)
+    assert x.shape == (4, 2)
