@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # scan.py
 REPO = HERE.parent
 COURSE = HERE / "course"
 SUBMITTED = COURSE / "submitted"
@@ -44,7 +45,7 @@ _STUDENT_ID = re.compile(r"[^A-Za-z0-9_.-]+")
 class Result:
     student: str
     assignment: str
-    status: str = "graded"  # graded | failed | missing
+    status: str = "graded"  # graded | flagged | failed | missing
     reason: str = ""
     score: float = 0.0
     max_score: float = 0.0
@@ -194,6 +195,29 @@ def generate_feedback(assignment: str, results: list[Result]) -> None:
             r.reason = "graded; feedback failed: " + _failure_reason(proc)
 
 
+def tampering_findings(student: str, assignment: str) -> list[str]:
+    """Static scan of the submitted notebook (autograder/scan.py); [] if it is not JSON."""
+    import nbformat
+
+    from scan import locked_cells, scan_notebook
+
+    try:
+        submitted = nbformat.read(SUBMITTED / student / assignment / f"{assignment}.ipynb", as_version=4)
+    except Exception:  # unreadable: autograde reports why
+        return []
+    source = nbformat.read(REPO / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    ids, names = locked_cells(source)
+    return scan_notebook(submitted, ids, names)
+
+
+def flag(res: Result, findings: list[str]) -> Result:
+    """Hold a tampering submission at 0 for review, keeping what nbgrader computed."""
+    shown = "; ".join(findings[:5]) + (f"; and {len(findings) - 5} more" if len(findings) > 5 else "")
+    res.reason = f"flagged for review (autograder score {res.score:g}/{res.max_score:g}): {shown}"
+    res.status, res.score = "flagged", 0.0
+    return res
+
+
 def write_csv(results: list[Result]) -> None:
     """Merge this run's rows into grades.csv: rows of students not graded now are kept."""
     rows: dict[tuple[str, str], dict[str, str]] = {}
@@ -218,7 +242,8 @@ def write_csv(results: list[Result]) -> None:
 
 
 def summarise(results: list[Result], notes: list[str]) -> str:
-    lines = [f"graded {sum(r.status == 'graded' for r in results)} of {len(results)} submissions"]
+    lines = [f"graded {sum(r.status == 'graded' for r in results)} of {len(results)} submissions"
+             f" ({sum(r.status == 'flagged' for r in results)} flagged for review)"]
     for r in results:
         if r.status != "graded":
             lines.append(f"  {r.student} / {r.assignment}: {r.status} ({r.reason})")
@@ -261,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             import_submission(student, asg, notebook)
             res = grade_one(student, asg)
+            findings = tampering_findings(student, asg)
+            if findings and res.status == "graded":
+                res = flag(res, findings)
             results.append(res)
             print(f"{student:>20} {asg}: {res.status} {res.score:g}/{res.max_score:g} {res.reason}", flush=True)
         generate_feedback(asg, results)

@@ -15,6 +15,8 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
+from . import tamper
+
 __all__ = [
     "check_round_trip",
     "check_log_det",
@@ -227,7 +229,13 @@ def block_reference(*targets: str) -> Iterator[None]:
     (``'flowlib.onedim.MixtureCDF'``, which blocks all of its methods). The function's code
     object itself is swapped, so a copy the student imported earlier under another name is
     blocked too. A call raises :class:`ReferenceBlockedError` naming the reference.
+
+    On entry and exit it also checks that nothing the tests rely on (``torch.allclose``,
+    ``math.isclose``, ``torch.Tensor`` comparisons, builtins, this module) has been
+    replaced, and raises :class:`flowlib.tamper.TamperingError` if it has.
     """
+    caller = _user_globals()
+    tamper.check(caller)  # before: the student's code has run in earlier cells
     saved: list = []
     try:
         for target in targets:
@@ -247,9 +255,18 @@ def block_reference(*targets: str) -> Iterator[None]:
             else:
                 raise TypeError(f"block_reference: {target} is neither a function nor a class")
         yield
+        tamper.check(caller)  # after: the student's code ran inside the block
     finally:
         for obj, attr, value in reversed(saved):
             setattr(obj, attr, value)
+
+
+def _user_globals() -> dict:
+    """The namespace of the code that entered block_reference (a notebook cell or a test)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") in ("contextlib", __name__):
+        frame = frame.f_back
+    return frame.f_globals if frame is not None else {}
 
 
 def check_autoregressive(
@@ -307,3 +324,6 @@ def check_autoregressive(
             f"(position {int(position[j])}), which is not {rel} it: |d out_{k} / d in_{j}| = {worst:.3e} > atol={atol:g}"
         )
     return worst
+
+
+tamper.record_testing_module()  # from here on, replacing a function of this module is caught

@@ -43,6 +43,9 @@ def test_source_notebook_structure(asg):
     assert len(tests) >= 4 and len(solutions) >= 4, "at least four graded exercises"
     for c in tests:
         assert "### BEGIN HIDDEN TESTS" in c.source, f"test cell {grade_meta(c)['grade_id']} has no hidden tests"
+        # block_reference also checks that student code replaced nothing the tests rely on.
+        assert "block_reference(" in c.source.split("### BEGIN HIDDEN TESTS")[1], (
+            f"hidden tests of {grade_meta(c)['grade_id']} never enter block_reference")
         assert c.source.split("### BEGIN HIDDEN TESTS")[0].strip(), f"test cell {grade_meta(c)['grade_id']} has no visible test"
     for c in solutions:
         assert "### BEGIN SOLUTION" in c.source and "### END SOLUTION" in c.source

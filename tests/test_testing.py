@@ -122,3 +122,56 @@ def test_block_reference_sees_through_decorators():
             sde.euler_maruyama(lambda x, t: -x, sde.VPSDE(), (4, 2), n_steps=2)
     x = sde.euler_maruyama(lambda x, t: -x, sde.VPSDE(), (4, 2), n_steps=2)
     assert x.shape == (4, 2)
+
+
+@pytest.mark.parametrize(
+    "owner, name, fake",
+    [
+        ("torch", "allclose", lambda *a, **k: True),
+        ("torch.testing", "assert_close", lambda *a, **k: None),
+        ("numpy.testing", "assert_allclose", lambda *a, **k: None),
+        ("math", "isclose", lambda *a, **k: True),
+        ("builtins", "abs", lambda x: 0),
+        ("torch.Tensor", "__lt__", lambda self, other: True),
+        ("flowlib.testing", "check_round_trip", lambda *a, **k: 0.0),
+    ],
+)
+def test_block_reference_detects_monkeypatching(owner, name, fake):
+    import importlib
+
+    from flowlib.tamper import TamperingError
+
+    target = torch.Tensor if owner == "torch.Tensor" else importlib.import_module(owner)
+    original = target.__dict__[name] if owner == "torch.Tensor" and name in target.__dict__ else getattr(target, name)
+    setattr(target, name, fake)
+    try:
+        with pytest.raises(TamperingError, match=name):
+            with block_reference("flowlib.onedim.mixture_cdf"):
+                pass
+    finally:
+        setattr(target, name, original)
+    with block_reference("flowlib.onedim.mixture_cdf"):  # restored: no complaint
+        pass
+
+
+def test_block_reference_detects_patching_inside_the_block():
+    from flowlib.tamper import TamperingError
+
+    original = torch.allclose
+    try:
+        with pytest.raises(TamperingError, match="torch.allclose"):
+            with block_reference("flowlib.onedim.mixture_cdf"):
+                torch.allclose = lambda *a, **k: True
+    finally:
+        torch.allclose = original
+
+
+def test_block_reference_detects_shadowed_builtins():
+    from flowlib.tamper import TamperingError
+
+    namespace = {"__name__": "__main__", "all": lambda *a: True, "max": torch.tensor(3.0)}
+    code = "with block_reference('flowlib.onedim.mixture_cdf'):\n    pass\n"
+    with pytest.raises(TamperingError, match=r"all \(redefined in the notebook\)"):
+        exec(code, dict(namespace, block_reference=block_reference))
+    namespace.pop("all")  # a tensor named max is not a replacement of the builtin
+    exec(code, dict(namespace, block_reference=block_reference))

@@ -1,0 +1,128 @@
+"""Static scan of a submission for code that tampers with grading.
+
+Runs before the notebook is executed. It reads every code cell a student can write (all
+cells except the locked ones, whose source nbgrader restores anyway) and reports code that
+a solution of these exercises never needs:
+
+* assigning to or deleting an attribute of a module or class (``torch.allclose = ...``,
+  ``torch.Tensor.__lt__ = ...``, ``flowlib.testing.check_round_trip = ...``);
+* ``setattr``/``delattr``, ``exec``/``eval``/``compile``, ``__import__``, ``globals()``,
+  ``importlib``, ``builtins``/``__builtins__``, ``sys.modules``, ``ctypes``, ``gc``, frame
+  and code-object access (``_getframe``, ``__code__``, ``__closure__``, ``__globals__``);
+* redefining, at the top level of a cell, a builtin the tests use or a name the locked
+  setup cell provides (``block_reference``, ``DEVICE``, ...).
+
+A finding does not change what nbgrader computes; the grader reports the student as
+"flagged" with score 0 and the reasons, for an instructor to review.
+"""
+from __future__ import annotations
+
+import ast
+
+from nbformat import NotebookNode
+
+FORBIDDEN_NAMES = {
+    "setattr", "delattr", "exec", "eval", "compile", "__import__", "globals", "vars", "importlib",
+    "builtins", "__builtins__", "ctypes", "gc", "inspect",
+}
+FORBIDDEN_ATTRS = {"_getframe", "__code__", "__closure__", "__globals__", "__dict__", "__builtins__", "modules",
+                   "f_globals", "f_locals", "f_back", "cell_contents", "__wrapped__"}
+PROTECTED = {
+    "abs", "all", "any", "bool", "callable", "float", "getattr", "hasattr", "int", "isinstance", "len", "max",
+    "min", "print", "range", "round", "sum", "type", "zip", "AssertionError", "Exception", "ValueError",
+    "TypeError", "RuntimeError", "NotImplementedError", "torch", "math", "np", "numpy", "flowlib",
+    "block_reference", "DEVICE",
+}
+
+
+def _targets(node: ast.AST):
+    if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+        return node.targets if isinstance(node, ast.Assign) else [node.target]
+    if isinstance(node, ast.Delete):
+        return node.targets
+    return []
+
+
+def _names(target: ast.AST):
+    if isinstance(target, (ast.Tuple, ast.List)):
+        for t in target.elts:
+            yield from _names(t)
+    else:
+        yield target
+
+
+def scan_source(source: str, locked_names: set[str] = frozenset()) -> list[str]:
+    """Findings for one cell's source, as 'line N: what'."""
+    # IPython magics and shell escapes are not Python; they are not needed either.
+    lines = ["" if ln.lstrip().startswith(("%", "!")) else ln for ln in source.splitlines()]
+    try:
+        tree = ast.parse("\n".join(lines))
+    except SyntaxError:
+        return []  # the kernel reports it; a syntax error gains nothing
+    found = []
+    for node in ast.walk(tree):
+        for target in _targets(node):
+            for t in _names(target):
+                if isinstance(t, ast.Attribute):
+                    found.append(f"line {node.lineno}: assigns or deletes the attribute {ast.unparse(t)}")
+                elif isinstance(t, ast.Subscript) and "modules" in ast.unparse(t.value):
+                    found.append(f"line {node.lineno}: writes to {ast.unparse(t.value)}")
+        if isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES:
+            found.append(f"line {node.lineno}: uses {node.id}")
+        elif isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRS:
+            found.append(f"line {node.lineno}: uses .{node.attr}")
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            modules = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+            for m in modules:
+                if m.split(".")[0] in FORBIDDEN_NAMES:
+                    found.append(f"line {node.lineno}: imports {m}")
+    protected = PROTECTED | set(locked_names)
+    for node in tree.body:  # top level only: a local variable named `max` harms nothing
+        defined = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined = [node.name]
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            defined = [t.id for target in _targets(node) for t in _names(target) if isinstance(t, ast.Name)]
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined = [(a.asname or a.name).split(".")[0] for a in node.names]
+            defined = [d for d in defined if d not in {"torch", "math", "numpy", "np", "flowlib"}]
+        for name in defined:
+            if name in protected:
+                found.append(f"line {node.lineno}: redefines {name}")
+    return found
+
+
+def scan_notebook(nb: NotebookNode, locked_ids: set[str], setup_names: set[str]) -> list[str]:
+    """Findings for every student-writable code cell of a submission."""
+    findings = []
+    for index, cell in enumerate(nb.cells):
+        if cell.get("cell_type") != "code":
+            continue
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id in locked_ids:
+            continue  # nbgrader overwrites locked cells with the instructor's version
+        label = grade_id or f"cell {index + 1}"
+        findings += [f"{label}, {f}" for f in scan_source(cell.get("source", ""), setup_names)]
+    return findings
+
+
+def locked_cells(source_nb: NotebookNode) -> tuple[set[str], set[str]]:
+    """grade_ids of the instructor's locked cells, and the names the locked cells define."""
+    ids, names = set(), set()
+    for cell in source_nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta and not meta.get("solution") and cell.get("cell_type") == "code":
+            ids.add(meta["grade_id"])
+            if not meta.get("grade"):
+                try:
+                    tree = ast.parse(cell.source)
+                except SyntaxError:
+                    continue
+                for node in tree.body:
+                    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                        names.add(node.name)
+                    elif isinstance(node, ast.Assign):
+                        names.update(t.id for target in node.targets for t in _names(target) if isinstance(t, ast.Name))
+                    elif isinstance(node, ast.ImportFrom):
+                        names.update(a.asname or a.name for a in node.names)
+    return ids, names

@@ -1,0 +1,173 @@
+"""Hostile and broken submissions, graded in one batch with a correct one (assignment 01).
+
+Every case is a notebook this test builds; the correct submission must keep full marks,
+each hostile one must get the score and status below, with a reason where it was not
+graded normally, and nothing may be lost.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "autograder"))
+from scan import scan_source  # noqa: E402
+
+ASG = "01-change-of-variables"
+
+
+def _meta(cell) -> dict:
+    return cell.metadata.get("nbgrader", {})
+
+
+def _solution_cells(nb):
+    return [c for c in nb.cells if _meta(c).get("solution")]
+
+
+def _test_cells(nb):
+    return [c for c in nb.cells if _meta(c).get("grade") and not _meta(c).get("solution")]
+
+
+def _prepend_to_solution(nb, index: int, code: str):
+    nb = copy.deepcopy(nb)
+    cell = _solution_cells(nb)[index]
+    cell.source = code + "\n" + cell.source
+    return nb
+
+
+def _cases(solution, release, other_solution) -> dict[str, object]:
+    cases: dict[str, object] = {"good": solution}
+    cases["infinite_loop"] = _prepend_to_solution(solution, -1, "while True:\n    pass")
+    cases["kernel_exit"] = _prepend_to_solution(solution, 1, "import os\nos._exit(1)")
+    cases["kernel_segfault"] = _prepend_to_solution(solution, 1, "import ctypes\nctypes.string_at(0)")
+    # The out-of-memory killer sends SIGKILL; allocating for real would endanger the machine.
+    cases["kernel_oom_killed"] = _prepend_to_solution(solution, 1, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    for name, base in (("skip_tag_blank", release), ("skip_tag_good", solution)):
+        nb = copy.deepcopy(base)
+        for c in _test_cells(nb):
+            c.metadata["tags"] = ["skip-execution", "raises-exception", "remove-cell"]
+        cases[name] = nb
+    nb = copy.deepcopy(release)
+    for c in _test_cells(nb):
+        c.source = "pass"
+    cases["tests_edited_to_pass"] = nb
+    nb = copy.deepcopy(release)
+    nb.cells = [c for c in nb.cells if c not in _test_cells(nb)[:2]]
+    cases["tests_deleted"] = nb
+    nb = copy.deepcopy(release)
+    nb.cells = [nbformat.v4.new_markdown_cell(c.source, metadata=c.metadata) if c in _test_cells(nb) else c for c in nb.cells]
+    cases["tests_made_markdown"] = nb
+    nb = copy.deepcopy(solution)
+    for c in _test_cells(nb):
+        c.metadata["nbgrader"]["points"] = 100
+    cases["points_raised"] = nb
+    nb = copy.deepcopy(release)
+    for c in _test_cells(nb):
+        c.metadata["nbgrader"]["grade_id"] += "_mine"
+    cases["grade_ids_changed"] = nb
+    cases["other_assignment"] = other_solution
+    cases["invalid_json"] = "{not json"
+    cases["empty_file"] = ""
+    cases["prints_50_mb"] = _prepend_to_solution(solution, 0, "print('x' * 50_000_000)")
+    cases["correct_with_stderr"] = _prepend_to_solution(
+        solution, 0, "import sys, warnings\nwarnings.warn('a harmless warning')\nprint('progress...', file=sys.stderr)")
+    calls_ref = copy.deepcopy(solution)
+    cell = [c for c in calls_ref.cells if _meta(c).get("grade_id") == "mixture_cdf"][0]
+    cell.source = cell.source.replace("### BEGIN SOLUTION", "### BEGIN SOLUTION\n    return flowlib.onedim.mixture_cdf(x, logits, means, log_scales)", 1)
+    cases["calls_reference"] = calls_ref
+    patches = (
+        "import numpy.testing, math\n"
+        "torch.allclose = lambda *a, **k: True\n"
+        "torch.testing.assert_close = lambda *a, **k: None\n"
+        "numpy.testing.assert_allclose = lambda *a, **k: None\n"
+        "math.isclose = lambda *a, **k: True\n"
+        "def abs(x):\n    return 0\n"
+        "flowlib.testing.check_density_integrates = lambda *a, **k: 1.0\n"
+    )
+    cases["monkeypatches"] = _prepend_to_solution(release, 0, patches)
+    # The same attack written to slip past the static scan: the runtime check still sees it.
+    cases["monkeypatch_evades_scan"] = _prepend_to_solution(
+        release, 0, "type(torch).__setattr__(torch, 'allclose', lambda *a, **k: True)")
+    return cases
+
+
+def test_scan_flags_tampering_and_passes_normal_code():
+    assert scan_source("torch.allclose = lambda *a, **k: True")
+    assert scan_source("import builtins\nbuiltins.abs = len")
+    assert scan_source("def block_reference(*a):\n    pass", {"block_reference"})
+    assert scan_source("exec('x = 1')")
+    assert scan_source("import sys\nsys.modules['flowlib.testing'] = None")
+    normal = (
+        "def mixture_cdf(x, logits, means, log_scales):\n"
+        "    max = x.max()  # a local named like a builtin is harmless\n"
+        "    w = torch.softmax(logits, -1)\n"
+        "    self_x = x.abs().sum()\n"
+        "    return w, max\n"
+        "%matplotlib inline\n"
+    )
+    assert scan_source(normal) == []
+
+
+@pytest.mark.slow
+def test_hostile_batch(course_copy, tmp_path):
+    solution = nbformat.read(course_copy / "solutions" / ASG / f"{ASG}.ipynb", as_version=4)
+    release = nbformat.read(course_copy / "notebooks" / ASG / f"{ASG}.ipynb", as_version=4)
+    other = sorted(p for p in (course_copy / "solutions").iterdir() if p.name != ASG)[0]
+    other_solution = nbformat.read(other / f"{other.name}.ipynb", as_version=4)
+    subs = tmp_path / "export"
+    for name, nb in _cases(solution, release, other_solution).items():
+        (subs / name).mkdir(parents=True)
+        path = subs / name / f"{ASG}.ipynb"
+        if isinstance(nb, str):
+            path.write_text(nb)
+        else:
+            nbformat.write(nb, path)
+    env = dict(os.environ, FLOWLIB_CELL_TIMEOUT="10")
+    proc = subprocess.run([sys.executable, str(course_copy / "autograder" / "grade.py"), str(subs), "--assignment", ASG],
+                          capture_output=True, text=True, timeout=3000, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with (course_copy / "autograder" / "course" / "grades.csv").open() as fh:
+        rows = {r["student"]: r for r in csv.DictReader(fh)}
+    full = float(rows["good"]["max_score"])
+    fit_points = float([c for c in _test_cells(solution) if _meta(c)["grade_id"] == "test_fit_cdf_flow"][0].metadata["nbgrader"]["points"])
+
+    def expect(student, status, score, reason=""):
+        row = rows[student]
+        assert (row["status"], float(row["score"])) == (status, score), f"{student}: {row}"
+        assert reason.lower() in row["reason"].lower(), f"{student}: reason {row['reason']!r} lacks {reason!r}"
+
+    expect("good", "graded", full)
+    expect("infinite_loop", "graded", full - fit_points)  # only the looping exercise is lost
+    assert float(rows["infinite_loop"]["test_fit_cdf_flow"]) == 0
+    for student in ("kernel_exit", "kernel_segfault", "kernel_oom_killed"):
+        expect(student, "failed", 0, "kernel died")
+    expect("skip_tag_blank", "graded", 0)
+    expect("skip_tag_good", "graded", full)
+    expect("tests_edited_to_pass", "graded", 0)
+    expect("tests_deleted", "graded", 0)
+    expect("tests_made_markdown", "graded", 0)
+    expect("points_raised", "graded", full)
+    expect("grade_ids_changed", "failed", 0, "metadata")
+    assert float(rows["other_assignment"]["score"]) == 0 and rows["other_assignment"]["status"] in ("graded", "failed")
+    expect("invalid_json", "failed", 0, "json")
+    expect("empty_file", "failed", 0, "json")
+    expect("prints_50_mb", "graded", full)
+    autograded = course_copy / "autograder" / "course" / "autograded" / "prints_50_mb" / ASG / f"{ASG}.ipynb"
+    assert autograded.stat().st_size < 2_000_000, "the 50 MB output was kept"
+    expect("correct_with_stderr", "graded", full)
+    assert float(rows["calls_reference"]["test_mixture_cdf_values"]) == 0
+    assert float(rows["calls_reference"]["score"]) < full
+    expect("monkeypatches", "flagged", 0, "autograder score 0/")
+    assert "torch.allclose" in rows["monkeypatches"]["reason"]
+    expect("monkeypatch_evades_scan", "graded", 0)
+    # Nothing lost: every submission has a row and its submitted copy.
+    for student in rows:
+        assert (course_copy / "autograder" / "course" / "submitted" / student / ASG / f"{ASG}.ipynb").is_file()
