@@ -1,0 +1,134 @@
+"""Wrong implementations of assignment 04-realnvp: see tests/mutants/__init__.py."""
+
+# The squeeze solution cell between squeeze's permute and unsqueeze's permute: mutants that
+# change the layout consistently in both functions edit this whole span.
+_SQUEEZE_TO_UNSQUEEZE = (
+    ".reshape(B, 4 * C, H // 2, W // 2)\n    ### END SOLUTION\n\n\ndef unsqueeze(z):\n"
+    '    """(B, 4C, h, w) -> (B, C, 2h, 2w), the inverse of squeeze."""\n    ### BEGIN SOLUTION\n'
+    "    if z.dim() != 4 or z.shape[1] % 4:\n"
+    '        raise ValueError(f"unsqueeze: expected (B, 4C, h, w), got {tuple(z.shape)}")\n'
+    "    B, C4, h, w = z.shape\n    return z.reshape(B, C4 // 4, 2, 2, h, w)"
+)
+
+MUTANTS = [
+    # Exercise 1: coupling_forward
+    {
+        "name": "forward-ladj-summed-over-all-entries",
+        "cell": "coupling_forward",
+        "find": "ladj = -((1 - b) * s).reshape(x.shape[0], -1).sum(dim=1)",
+        "replace": "ladj = -s.reshape(x.shape[0], -1).sum(dim=1)",
+        "loses": ["test_coupling_forward"],
+    },
+    {
+        "name": "forward-exp-s-instead-of-exp-minus-s",
+        "cell": "coupling_forward",
+        "find": "(x - t) * torch.exp(-s)",
+        "replace": "(x - t) * torch.exp(s)",
+        "loses": ["test_coupling_forward"],
+    },
+    {
+        "name": "forward-conditioner-reads-unmasked-input",
+        "cell": "coupling_forward",
+        "find": "conditioner(b * x)",
+        "replace": "conditioner(x)",
+        "loses": ["test_coupling_forward"],
+    },
+    # Exercise 2: coupling_inverse
+    {
+        "name": "inverse-exp-minus-s-direction-error",
+        "cell": "coupling_inverse",
+        "find": "z * torch.exp(s) + t",
+        "replace": "z * torch.exp(-s) + t",
+        "loses": ["test_coupling_inverse"],
+    },
+    {
+        "name": "inverse-ladj-with-forward-sign",
+        "cell": "coupling_inverse",
+        "find": "ladj = ((1 - b) * s)",
+        "replace": "ladj = -((1 - b) * s)",
+        "loses": ["test_coupling_inverse"],
+    },
+    {
+        "name": "inverse-shift-before-scale",
+        "cell": "coupling_inverse",
+        "find": "z * torch.exp(s) + t",
+        "replace": "(z + t) * torch.exp(s)",
+        "loses": ["test_coupling_inverse"],
+    },
+    # Exercise 3: checkerboard
+    {
+        "name": "checkerboard-parity-flipped",
+        "cell": "checkerboard",
+        "find": "((i + j) % 2 == parity)",
+        "replace": "((i + j) % 2 != parity)",
+        "loses": ["test_checkerboard"],
+    },
+    {
+        "name": "checkerboard-stripes-instead-of-squares",
+        "cell": "checkerboard",
+        "find": "((i + j) % 2 == parity)",
+        "replace": "((j + 0 * i) % 2 == parity)",
+        "loses": ["test_checkerboard"],
+    },
+    {
+        "name": "checkerboard-no-parity-check",
+        "cell": "checkerboard",
+        "find": "if parity not in (0, 1):",
+        "replace": "if False:",
+        "loses": ["test_checkerboard"],
+    },
+    # Exercise 4: squeeze / unsqueeze
+    {
+        # a consistent pair with another layout (channel 4c + 2dj + di): the round trip is
+        # exact and the flow would be valid, but it is not flowlib's layout
+        "name": "squeeze-transposed-layout-round-trip-ok",
+        "cell": "squeeze",
+        "find": ".permute(0, 1, 3, 5, 2, 4)" + _SQUEEZE_TO_UNSQUEEZE + ".permute(0, 1, 4, 2, 5, 3)",
+        "replace": ".permute(0, 1, 5, 3, 2, 4)" + _SQUEEZE_TO_UNSQUEEZE + ".permute(0, 1, 4, 3, 5, 2)",
+        "loses": ["test_squeeze_layout"],
+    },
+    {
+        "name": "squeeze-plain-reshape",
+        # plain reshapes both ways: an exact round trip, but no 2x2 blocks are gathered
+        "cell": "squeeze",
+        "find": ".permute(0, 1, 3, 5, 2, 4)" + _SQUEEZE_TO_UNSQUEEZE + ".permute(0, 1, 4, 2, 5, 3)",
+        "replace": _SQUEEZE_TO_UNSQUEEZE,
+        "loses": ["test_squeeze_layout"],
+    },
+    {
+        "name": "unsqueeze-not-the-inverse",
+        "cell": "squeeze",
+        "find": "permute(0, 1, 4, 2, 5, 3)",
+        "replace": "permute(0, 1, 4, 3, 5, 2)",
+        "loses": ["test_squeeze_round_trip", "test_squeeze_layout"],
+    },
+    {
+        "name": "squeeze-accepts-odd-sizes",
+        "cell": "squeeze",
+        "find": "if x.dim() != 4 or x.shape[2] % 2 or x.shape[3] % 2:",
+        "replace": "if x.dim() != 4:",
+        "loses": ["test_squeeze_round_trip"],
+    },
+    # Exercise 5: multiscale_log_prob
+    {
+        "name": "multiscale-factored-out-part-not-counted",
+        "cell": "multiscale_log_prob",
+        "find": "            total = total + log_normal(h_out)\n",
+        "replace": "",
+        "loses": ["test_multiscale_log_prob"],
+    },
+    {
+        "name": "multiscale-factors-out-the-second-half",
+        "cell": "multiscale_log_prob",
+        "find": "h_out, h = h.chunk(2, dim=1)",
+        "replace": "h, h_out = h.chunk(2, dim=1)",
+        "loses": ["test_multiscale_log_prob"],
+    },
+    {
+        "name": "multiscale-only-last-log-det",
+        "cell": "multiscale_log_prob",
+        "find": "total = total + ladj",
+        "replace": "total = total + (ladj if k == len(transforms) - 1 else 0)",
+        "loses": ["test_multiscale_log_prob"],
+    },
+]
