@@ -139,7 +139,7 @@ def import_submission(student: str, assignment: str, notebook: Path) -> None:
 
 def _failure_reason(proc: subprocess.CompletedProcess) -> str:
     text = proc.stdout + proc.stderr
-    for pattern in (r"(Kernel died[^\n]*)", r"(DeadKernelError[^\n]*)", r"(CellTimeoutError[^\n]*)",
+    for pattern in (r"(No such kernel[^\n]*)", r"(Kernel died[^\n]*)", r"(DeadKernelError[^\n]*)", r"(CellTimeoutError[^\n]*)",
                     r"(NotJSONError[^\n]*)", r"(\w+Error: [^\n]*)"):
         m = re.findall(pattern, text)
         if m:
@@ -171,8 +171,9 @@ def max_score(assignment: str) -> float:
         return float(gb.find_assignment(assignment).max_score)
 
 
-def grade_one(student: str, assignment: str) -> Result:
-    proc = nbgrader("autograde", assignment, f"--student={student}", "--force", "--create", check=False)
+def grade_one(student: str, assignment: str, kernel: str | None = None) -> Result:
+    extra = [f"--Execute.kernel_name={kernel}"] if kernel else []
+    proc = nbgrader("autograde", assignment, f"--student={student}", "--force", "--create", *extra, check=False)
     autograded = AUTOGRADED / student / assignment / f"{assignment}.ipynb"
     failed = Result(student, assignment, status="failed", max_score=max_score(assignment))
     if proc.returncode != 0 or not autograded.is_file():
@@ -266,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("submissions", type=Path, help="folder with one folder or .ipynb per student")
     parser.add_argument("--assignment", help="grade only this assignment (required for loose .ipynb files)")
+    parser.add_argument("--kernel", help="Jupyter kernelspec to run submissions with (e.g. a CUDA kernel); "
+                                         "default: the notebook's python3")
     args = parser.parse_args(argv)
     if not args.submissions.is_dir():
         parser.error(f"{args.submissions} is not a folder of submissions")
@@ -285,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                                       reason=f"no {asg}.ipynb in the student's folder"))
                 continue
             import_submission(student, asg, notebook)
-            res = grade_one(student, asg)
+            res = grade_one(student, asg, args.kernel)
             findings = tampering_findings(student, asg)
             if findings and res.status == "graded":
                 res = flag(res, findings)

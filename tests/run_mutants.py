@@ -1,7 +1,9 @@
 """Run an assignment's source notebook once per mutant and report which test cells fail.
 
 Used by test_grading.py as ``python tests/run_mutants.py ASSIGNMENT``; prints one JSON
-object ``{mutant name: [grade_id of each failing test cell]}`` on the last line. All mutants
+object ``{mutant name: [grade_id of each failing test cell]}`` on the last line. With
+``--seeds 1 2 3`` it instead runs the reference solution once per seed (the setup cell
+seeds torch from ``FLOWLIB_SEED``) and reports ``{"seed N": [failing cells]}``. All mutants
 run in this one process, each in a freshly reset IPython shell: a kernel start per mutant
 would cost seconds each, and nbgrader scores a test cell 0 exactly when it raises, which
 is what this records. (The full nbgrader path is exercised by the round-trip test.)
@@ -34,13 +36,20 @@ def failing_tests(nb: nbformat.NotebookNode, shell) -> list[str]:
     return failed
 
 
-def main(asg: str) -> None:
+def main(asg: str, seeds: list[int]) -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("FLOWLIB_PROGRESS", "0")
     from IPython.core.interactiveshell import InteractiveShell
 
     shell = InteractiveShell.instance()
     source = HERE.parent / "solutions" / asg / f"{asg}.ipynb"
+    if seeds:
+        report = {}
+        for seed in seeds:
+            os.environ["FLOWLIB_SEED"] = str(seed)
+            report[f"seed {seed}"] = failing_tests(nbformat.read(source, as_version=4), shell)
+        print("\n" + json.dumps(report))
+        return
     report = {"(reference)": failing_tests(nbformat.read(source, as_version=4), shell)}
     for m in mutants.load(asg):
         nb = nbformat.read(source, as_version=4)
@@ -55,4 +64,10 @@ def main(asg: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("assignment")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[])
+    args = parser.parse_args()
+    main(args.assignment, args.seeds)

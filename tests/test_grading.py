@@ -7,6 +7,7 @@
   re-submission that replaces only that student's grade.
 * Every mutant of tests/mutants/<asg>.py (a plausible wrong implementation) must fail
   exactly the test cells it lists.
+* Every reference solution passes all its tests under five more seeds (FLOWLIB_SEED).
 """
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ pytestmark = pytest.mark.slow
 META = {"student", "assignment", "status", "score", "max_score", "reason"}
 
 
-def grade(course: Path, submissions: Path, asg: str | None = None) -> dict[tuple[str, str], dict[str, str]]:
-    args = [sys.executable, str(course / "autograder" / "grade.py"), str(submissions)]
+def grade(course: Path, submissions: Path, asg: str | None = None, *extra: str) -> dict[tuple[str, str], dict[str, str]]:
+    args = [sys.executable, str(course / "autograder" / "grade.py"), str(submissions), *extra]
     if asg:
         args += ["--assignment", asg]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=3000)
@@ -78,11 +79,15 @@ def test_grader_bookkeeping(course_copy, tmp_path):
     resubmit = tmp_path / "resubmit"
     (resubmit / "late").mkdir(parents=True)
     shutil.copy(solution, resubmit / "late" / f"{asg}.ipynb")
-    rows2 = grade(course_copy, resubmit, asg)
+    rows2 = grade(course_copy, resubmit, asg, "--kernel", "python3")  # the kernel option reaches nbgrader
     assert float(rows2[("late", asg)]["score"]) == float(rows2[("late", asg)]["max_score"])
     for key, row in rows.items():
         if key[0] != "late":
             assert rows2[key]["score"] == row["score"], f"{key} changed on someone else's re-submission"
+
+    # A kernel that does not exist fails that student with the reason, and loses nothing.
+    rows3 = grade(course_copy, resubmit, asg, "--kernel", "no-such-kernel")
+    assert rows3[("late", asg)]["status"] == "failed" and "no-such-kernel" in rows3[("late", asg)]["reason"]
 
 
 @pytest.mark.parametrize("asg", assignments())
@@ -99,3 +104,14 @@ def test_wrong_implementations_lose_points(asg):
     for m in mutant_list:
         assert sorted(report[m["name"]]) == sorted(m["loses"]), (
             f"mutant {m['name']!r} failed {report[m['name']]}, expected exactly {m['loses']}")
+
+
+@pytest.mark.parametrize("asg", assignments())
+def test_reference_passes_under_other_seeds(asg):
+    """Tests must not pass by luck of one seed: the setup cell seeds torch from FLOWLIB_SEED.
+    (Run in one process like the mutants; the nbgrader path is covered by the round trip.)"""
+    proc = subprocess.run([sys.executable, str(Path(__file__).parent / "run_mutants.py"), asg,
+                           "--seeds", "1", "2", "3", "4", "5"], capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(report) == 5 and all(failed == [] for failed in report.values()), report

@@ -37,6 +37,7 @@ def test_source_notebook_structure(asg):
     setup = grade_meta(code[0])
     assert setup.get("locked") and not setup.get("grade") and not setup.get("solution"), "first code cell must be the locked setup"
     assert "warnings.filterwarnings" in code[0].source, "the setup cell must silence warnings (stderr zeroes a test cell)"
+    assert "FLOWLIB_SEED" in code[0].source, "the setup cell must seed torch from FLOWLIB_SEED (the seed test varies it)"
     assert all(not c.get("outputs") for c in code), "commit the source notebook without outputs"
     tests = [c for c in code if grade_meta(c).get("grade")]
     solutions = [c for c in code if grade_meta(c).get("solution")]
