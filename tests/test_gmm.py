@@ -4,7 +4,6 @@ import math
 import pytest
 import torch
 
-import flowlib
 from flowlib import VESDE, VPSDE, GaussianMixture
 from flowlib.testing import check_density_integrates, check_device_dtype
 
@@ -136,13 +135,8 @@ def _check_oracle_device_dtype(dev, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_device_and_dtype_kept_cpu(dtype):
-    _check_oracle_device_dtype("cpu", dtype)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_device_and_dtype_kept_cuda():
-    _check_oracle_device_dtype(flowlib.device(), torch.float32)
+def test_device_and_dtype_kept(device, dtype):  # device: every available one (conftest)
+    _check_oracle_device_dtype(device, dtype)
 
 
 def test_python_float_parameters_keep_float64_precision():

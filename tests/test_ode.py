@@ -141,13 +141,8 @@ def _check_ode_device_dtype(dev, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_device_and_dtype_kept_cpu(dtype):
-    _check_ode_device_dtype("cpu", dtype)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_device_and_dtype_kept_cuda():
-    _check_ode_device_dtype(flowlib.device(), torch.float32)
+def test_device_and_dtype_kept(device, dtype):  # device: every available one (conftest)
+    _check_ode_device_dtype(device, dtype)
 
 
 def test_rk4_time_power_concentrates_steps_where_the_vp_ode_is_stiff():

@@ -212,10 +212,5 @@ def _check_score_device_dtype(dev, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_device_and_dtype_kept_cpu(dtype):
-    _check_score_device_dtype("cpu", dtype)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_device_and_dtype_kept_cuda():
-    _check_score_device_dtype(flowlib.device(), torch.float32)
+def test_device_and_dtype_kept(device, dtype):  # device: every available one (conftest)
+    _check_score_device_dtype(device, dtype)
