@@ -39,6 +39,13 @@ MUTANTS = [
         "loses": ["test_logit_values", "test_logit_log_det_autograd"],
     },
     {
+        "name": "logit-log-det-forgotten",
+        "cell": "logit_transform",
+        "find": "return z, ladj.reshape(y.shape[0], -1).sum(dim=1)",
+        "replace": "return z, torch.zeros(y.shape[0], dtype=y.dtype, device=y.device)",
+        "loses": ["test_logit_values", "test_logit_log_det_autograd"],
+    },
+    {
         "name": "logit-log-det-wrong-sign",
         "cell": "logit_transform",
         "find": "ladj = math.log(1 - 2 * alpha) - torch.log(s) - torch.log1p(-s)",
