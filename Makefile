@@ -2,7 +2,7 @@
 #   make book      build the executed website into _build/html (fails on any warning)
 #   make test      run the whole test suite
 #   make release   regenerate notebooks/ (student versions) from solutions/
-#   make grade SUBMISSIONS=DIR [ASSIGNMENT=name] [KERNEL=kernelspec]   autograde a class, write feedback and grades CSV
+#   make grade SUBMISSIONS=DIR [ASSIGNMENT=name] [KERNEL=kernelspec] [WORKERS=N DB=postgresql+psycopg://...]   autograde a class, write feedback and grades CSV
 #   make lab       JupyterLab on the student notebooks (127.0.0.1 only)
 
 PYTHON ?= python3
@@ -15,6 +15,8 @@ ASSIGNMENTS := $(notdir $(wildcard solutions/*))
 ASSIGNMENT  ?=
 SUBMISSIONS ?=
 KERNEL      ?=
+WORKERS     ?= 1
+DB          ?=
 
 .PHONY: venv book test release grade lab clean
 
@@ -39,7 +41,7 @@ release: $(STAMP)
 
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=DIR [ASSIGNMENT=name]"; exit 2; }
-	$(BIN)/python autograder/grade.py "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(KERNEL),--kernel "$(KERNEL)")
+	$(BIN)/python autograder/grade.py "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(KERNEL),--kernel "$(KERNEL)") --workers $(WORKERS) $(if $(DB),--db "$(DB)")
 
 lab: $(STAMP)
 	cd notebooks && $(abspath $(BIN))/jupyter lab --ip=127.0.0.1 --no-browser

@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +36,7 @@ COURSE = HERE / "course"
 SUBMITTED = COURSE / "submitted"
 AUTOGRADED = COURSE / "autograded"
 FEEDBACK = COURSE / "feedback"
-GRADEBOOK_URL = "sqlite:///" + str(COURSE / "gradebook.db")
+GRADEBOOK_URL = "sqlite:///" + str(COURSE / "gradebook.db")  # --db replaces it (e.g. PostgreSQL)
 GRADES_CSV = COURSE / "grades.csv"
 
 _STUDENT_ID = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -110,7 +111,8 @@ def _env() -> dict[str, str]:
 def nbgrader(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run one nbgrader command with the course configuration (autograder/nbgrader_config.py)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "nbgrader", *args], cwd=HERE, env=_env(), capture_output=True, text=True
+        [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.db_url={GRADEBOOK_URL}"],
+        cwd=HERE, env=_env(), capture_output=True, text=True,
     )
     if "Exception while loading config file" in proc.stderr:
         # nbgrader would go on with its defaults (other folders, no timeout): never grade like that.
@@ -269,9 +271,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--assignment", help="grade only this assignment (required for loose .ipynb files)")
     parser.add_argument("--kernel", help="Jupyter kernelspec to run submissions with (e.g. a CUDA kernel); "
                                          "default: the notebook's python3")
+    parser.add_argument("--db", help="gradebook URL, e.g. postgresql+psycopg://user@host/db "
+                                     "(default: SQLite in autograder/course/gradebook.db)")
+    parser.add_argument("--workers", type=int, default=1, help="students graded at once (needs a server database)")
     args = parser.parse_args(argv)
     if not args.submissions.is_dir():
         parser.error(f"{args.submissions} is not a folder of submissions")
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    if args.db:
+        global GRADEBOOK_URL
+        GRADEBOOK_URL = args.db
+    if args.workers > 1 and GRADEBOOK_URL.startswith("sqlite"):
+        parser.error("--workers > 1 needs a database server (--db postgresql+psycopg://...): "
+                     "parallel writers to one SQLite file fail with 'database is locked'")
     found, notes = find_submissions(args.submissions.resolve(), args.assignment)
     if not found:
         print(f"no submissions found in {args.submissions}", *notes, sep="\n")
@@ -280,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     for asg in sorted({a for _, a in found}):
         register(asg)
+        todo = []
         for (student, a), notebook in sorted(found.items()):
             if a != asg:
                 continue
@@ -288,12 +302,19 @@ def main(argv: list[str] | None = None) -> int:
                                       reason=f"no {asg}.ipynb in the student's folder"))
                 continue
             import_submission(student, asg, notebook)
+            todo.append(student)
+
+        def grade_student(student: str, asg: str = asg) -> Result:
             res = grade_one(student, asg, args.kernel)
             findings = tampering_findings(student, asg)
             if findings and res.status == "graded":
                 res = flag(res, findings)
-            results.append(res)
             print(f"{student:>20} {asg}: {res.status} {res.score:g}/{res.max_score:g} {res.reason}", flush=True)
+            return res
+
+        # Each student is its own nbgrader process; threads only wait for them.
+        with ThreadPoolExecutor(max_workers=args.workers) as pool:
+            results.extend(pool.map(grade_student, todo))
         generate_feedback(asg, results)
     write_csv(results)
     print(summarise(results, notes))

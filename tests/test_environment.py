@@ -53,7 +53,7 @@ def test_environment_yml_agrees_with_constraints():
             continue
         name, sep, version = item.partition("==")
         assert sep, f"environment.yml: {item!r} is not an exact pin"
-        listed[_norm(name)] = version
+        listed[_norm(name.split("[")[0])] = version
     mismatched = {n: (v, pins.get(n)) for n, v in listed.items() if pins.get(n) != v}
     assert not mismatched, f"environment.yml vs constraints.txt (env, constraints): {mismatched}"
     missing = [r for r in _pyproject_requirements() if r not in listed]

@@ -1,0 +1,62 @@
+"""Grading throughput: students per minute with 1 and with 2 parallel workers.
+
+Grades the same batch (copies of assignment 01's reference solution and untouched
+release) twice on a throwaway local PostgreSQL server, once with --workers 1 and once
+with --workers 2, each into a fresh copy of the course, and prints both rates and their
+ratio. Run: `python bench/grading_throughput.py [--students 8]` (needs Debian's
+postgresql package).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "autograder"))
+from local_postgres import LocalPostgres  # noqa: E402
+
+ASG = "01-change-of-variables"
+
+
+def course_copy(root: Path) -> Path:
+    (root / "autograder").mkdir(parents=True)
+    for path in (REPO / "autograder").glob("*.py"):
+        shutil.copy(path, root / "autograder" / path.name)
+    for folder in ("solutions", "notebooks"):
+        shutil.copytree(REPO / folder, root / folder)
+    return root
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--students", type=int, default=8)
+    args = parser.parse_args()
+    rates = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        subs = Path(tmp) / "export"
+        for i in range(args.students):
+            folder = "solutions" if i % 2 == 0 else "notebooks"
+            (subs / f"s{i:03d}").mkdir(parents=True)
+            shutil.copy(REPO / folder / ASG / f"{ASG}.ipynb", subs / f"s{i:03d}" / f"{ASG}.ipynb")
+        for workers in (1, 2):
+            course = course_copy(Path(tmp) / f"course{workers}")
+            with LocalPostgres() as url:
+                start = time.perf_counter()
+                proc = subprocess.run([sys.executable, str(course / "autograder" / "grade.py"), str(subs),
+                                       "--assignment", ASG, "--workers", str(workers), "--db", url],
+                                      capture_output=True, text=True)
+                seconds = time.perf_counter() - start
+            if proc.returncode != 0:
+                raise SystemExit(proc.stdout[-2000:] + proc.stderr[-2000:])
+            rates[workers] = args.students / seconds * 60
+            print(f"{workers} worker(s): {args.students} students in {seconds:.1f} s = {rates[workers]:.1f} students/min")
+    print(f"2 workers / 1 worker: {rates[2] / rates[1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
