@@ -44,7 +44,7 @@ grade: $(STAMP)
 	$(BIN)/python autograder/grade.py "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(KERNEL),--kernel "$(KERNEL)") --workers $(WORKERS) $(if $(DB),--db "$(DB)")
 
 lab: $(STAMP)
-	cd notebooks && $(abspath $(BIN))/jupyter lab --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
+	$(BIN)/python autograder/student_lab/lab.py
 
 clean:
 	rm -rf _build

@@ -1,0 +1,75 @@
+"""Start the student's JupyterLab: `make lab` and tests/test_lab.py both run this file.
+
+    python autograder/student_lab/lab.py [--root DIR] [--exchange DIR] [jupyter lab options]
+
+Binds to 127.0.0.1 and serves DIR (default: the repository's notebooks/). nbgrader's student
+extensions (assignment list, validate) are on and its instructor ones (formgrader, create
+assignment, course list) are off, server and frontend alike, through the config in this
+folder, which JUPYTER_CONFIG_PATH puts ahead of the user's and the environment's config
+without changing either. News and update checks are off: the lab makes no request to the
+internet. The local exchange (--exchange, default autograder/student_lab/exchange, git-ignored)
+receives a copy of every released assignment under DIR at each start; it has no inbound
+folder, so nbgrader's Submit stops with an error instead of pretending to hand anything in.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+COURSE_ID = "flows-and-scores"  # the same as in autograder/nbgrader_config.py
+
+
+def fill_exchange(root: Path, exchange: Path) -> list[str]:
+    """Copy each assignment root/<asg>/<asg>.ipynb to exchange/<course>/outbound/<asg>/."""
+    outbound = exchange / COURSE_ID / "outbound"
+    released = sorted(p.name for p in root.iterdir() if (p / f"{p.name}.ipynb").is_file())
+    if not released:
+        raise SystemExit(f"lab.py: no assignment folders <asg>/<asg>.ipynb in {root}")
+    outbound.mkdir(parents=True, exist_ok=True)
+    for asg in released:
+        dest = outbound / asg
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(root / asg, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    return released
+
+
+def command(root: Path, extra: list[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "jupyterlab", "--ip=127.0.0.1", "--no-browser",
+           f"--ServerApp.root_dir={root}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    return cmd + extra
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="Start the student's JupyterLab (what `make lab` runs).",
+        epilog="Any other option goes to `jupyter lab`, e.g. --port=8890.")
+    parser.add_argument("--root", type=Path, default=REPO / "notebooks",
+                        help="folder with the student notebooks (default: notebooks/)")
+    parser.add_argument("--exchange", type=Path, default=HERE / "exchange",
+                        help="local nbgrader exchange (default: autograder/student_lab/exchange)")
+    args, extra = parser.parse_known_args(argv)
+    root, exchange = args.root.resolve(), args.exchange.resolve()
+    if not root.is_dir():
+        raise SystemExit(f"lab.py: --root {root} is not a folder")
+    fill_exchange(root, exchange)
+
+    env = dict(os.environ)
+    env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
+        [str(HERE)] + ([env["JUPYTER_CONFIG_PATH"]] if env.get("JUPYTER_CONFIG_PATH") else []))
+    env["FLOWLIB_LAB_EXCHANGE"] = str(exchange)
+    # nbgrader's extensions read nbgrader_config.py from the working folder too: serve from root.
+    os.chdir(root)
+    cmd = command(root, extra)
+    os.execve(cmd[0], cmd, env)  # same process: a signal to it reaches the server
+
+
+if __name__ == "__main__":
+    main()
