@@ -2,7 +2,7 @@
 #   make book      build the executed website into _build/html (fails on any warning)
 #   make test      run the whole test suite
 #   make release   regenerate notebooks/ (student versions) from solutions/
-#   make grade SUBMISSIONS=DIR [ASSIGNMENT=name] [KERNEL=kernelspec] [WORKERS=N DB=postgresql+psycopg://...]   autograde a class, write feedback and grades CSV
+#   make grade SUBMISSIONS=DIR [ASSIGNMENT=name] [KERNEL=kernelspec | SANDBOX=1] [WORKERS=N DB=postgresql+psycopg://...]   autograde a class, write feedback and grades CSV
 #   make lab       JupyterLab on the student notebooks (127.0.0.1 only)
 
 PYTHON ?= python3
@@ -17,6 +17,7 @@ SUBMISSIONS ?=
 KERNEL      ?=
 WORKERS     ?= 1
 DB          ?=
+SANDBOX     ?=
 
 .PHONY: venv book test release grade lab clean
 
@@ -41,7 +42,7 @@ release: $(STAMP)
 
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=DIR [ASSIGNMENT=name]"; exit 2; }
-	$(BIN)/python autograder/grade.py "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(KERNEL),--kernel "$(KERNEL)") --workers $(WORKERS) $(if $(DB),--db "$(DB)")
+	$(BIN)/python autograder/grade.py "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(KERNEL),--kernel "$(KERNEL)") $(if $(filter 1,$(SANDBOX)),--sandbox) --workers $(WORKERS) $(if $(DB),--db "$(DB)")
 
 lab: $(STAMP)
 	$(BIN)/python autograder/student_lab/lab.py
