@@ -2,7 +2,10 @@
 (autograder + solutions + notebooks) so grading tests never touch the real gradebook."""
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,3 +36,15 @@ def course_copy(tmp_path: Path) -> Path:
         if (REPO / folder).is_dir():
             shutil.copytree(REPO / folder, root / folder)
     return root
+
+
+@pytest.fixture(scope="session")
+def book_build() -> subprocess.CompletedProcess:
+    """`make book`'s build, run once per test session into _build/ (the execution cache
+    makes a rebuild with unchanged chapters fast); the book and site tests share it."""
+    env = dict(os.environ, FLOWLIB_PROGRESS="0")
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "jupyter-book"), "build", ".", "-W", "-n", "--keep-going"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=3000,
+    )
