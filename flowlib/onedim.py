@@ -86,7 +86,8 @@ def mixture_cdf(x: Tensor, logits: Tensor, means: Tensor, log_scales: Tensor, ki
     log_w = torch.log_softmax(logits, dim=-1)
     s = (x.unsqueeze(-1) - means) * torch.exp(-log_scales)
     log_cdf, log_pdf = _KINDS[kind](s)
-    cdf = torch.logsumexp(log_w + log_cdf, dim=-1).exp()
+    # clamp: in float32 the weights can sum to 1 + 1 ulp, and F = 1.0000001 is outside [0, 1]
+    cdf = torch.logsumexp(log_w + log_cdf, dim=-1).exp().clamp(max=1.0)
     log_density = torch.logsumexp(log_w + log_pdf - log_scales, dim=-1)
     return cdf, log_density
 
