@@ -4,6 +4,7 @@
 #   make release   regenerate notebooks/ (student versions) from solutions/
 #   make grade SUBMISSIONS=DIR [ASSIGNMENT=name] [KERNEL=kernelspec | SANDBOX=1] [WORKERS=N DB=postgresql+psycopg://...]   autograde a class, write feedback and grades CSV
 #   make lab       JupyterLab on the student notebooks (127.0.0.1 only)
+#   make bench [QUICK=1]   flowlib vs zuko side by side + course costs -> bench/results.md (QUICK: tiny budgets -> _build/bench/results-quick.md)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -19,7 +20,7 @@ WORKERS     ?= 1
 DB          ?=
 SANDBOX     ?=
 
-.PHONY: venv book test release grade lab clean
+.PHONY: venv book test release grade lab bench clean
 
 venv: $(STAMP)
 
@@ -46,6 +47,9 @@ grade: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/python autograder/student_lab/lab.py
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(if $(filter 1,$(QUICK)),--quick)
 
 clean:
 	rm -rf _build

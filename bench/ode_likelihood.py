@@ -11,7 +11,10 @@ largest error in nats over a batch of test points:
   density, as a trained model would be used.
 
 Goal (issue "SDE reverse sampling and probability-flow ODE likelihood"): at most 1e-3
-nats of error at 100 NFE or fewer. Run: `python bench/ode_likelihood.py [--points N]`.
+nats of error at 100 NFE or fewer. Run:
+`python bench/ode_likelihood.py [--points N] [--quick] [--json PATH]` (``--quick``: a few
+settings only; ``--json``: also write the table for bench/run.py). :func:`section` returns
+the rows as data.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import time
 
 import torch
 
+from bench_common import emit, fmt
 from flowlib.gmm import GaussianMixture
 from flowlib.ode import ode_log_prob
 from flowlib.sde import VESDE, VPSDE
@@ -33,14 +37,22 @@ def mixture() -> GaussianMixture:
                            stds=torch.tensor([0.5, 0.7, 0.4], dtype=torch.float64))
 
 
-def rows(sde, name: str, x: torch.Tensor, gm: GaussianMixture):
+def settings(quick: bool = False) -> list[tuple[str, dict]]:
+    """Solver settings, cheapest first: fixed-step RK4 (uniform and t ~ (i/n)^2 grids), RK45 tolerances."""
+    if quick:
+        return [("rk4", dict(n_steps=10)), ("rk4", dict(n_steps=25, time_power=2.0)), ("rk45", dict(rtol=1e-4, atol=1e-4))]
+    out = [("rk4", dict(n_steps=n)) for n in (5, 10, 25, 50, 100)]
+    out += [("rk4", dict(n_steps=n, time_power=2.0)) for n in (10, 25, 50)]
+    out += [("rk45", dict(rtol=tol, atol=tol)) for tol in (1e-3, 1e-4, 1e-5, 1e-7)]
+    return out
+
+
+def rows(sde, name: str, x: torch.Tensor, gm: GaussianMixture, quick: bool = False):
+    """Yield ``(sde, solver, setting, NFE, solver error, end-to-end error, seconds)`` per setting."""
     score = lambda v, t: gm.score_at(v, t, sde)  # noqa: E731
     exact_T = lambda z: gm.log_prob_at(z, sde.T, sde)  # noqa: E731
     truth_eps, truth_0 = gm.log_prob_at(x, EPS, sde), gm.log_prob(x)
-    settings = [("rk4", dict(n_steps=n)) for n in (5, 10, 25, 50, 100)]
-    settings += [("rk4", dict(n_steps=n, time_power=2.0)) for n in (10, 25, 50)]
-    settings += [("rk45", dict(rtol=tol, atol=tol)) for tol in (1e-3, 1e-4, 1e-5, 1e-7)]
-    for method, kw in settings:
+    for method, kw in settings(quick):
         start = time.perf_counter()
         logp, nfe = ode_log_prob(score, sde, x, method=method, eps=EPS, terminal_log_prob=exact_T, **kw)
         seconds = time.perf_counter() - start
@@ -53,26 +65,43 @@ def rows(sde, name: str, x: torch.Tensor, gm: GaussianMixture):
                (logp_prior - truth_0).abs().max().item(), seconds)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--points", type=int, default=64)
-    args = parser.parse_args()
+def section(points: int = 64, quick: bool = False) -> tuple[dict, list[str]]:
+    """The table as a section for bench/common.py, and one verdict line per (SDE, solver)."""
     torch.manual_seed(0)
     gm = mixture()
-    x = gm.sample(args.points, generator=torch.Generator().manual_seed(1))
-    print(f"| SDE | solver | setting | NFE | solver error (nats) | end to end (nats) | seconds |")
-    print("|---|---|---|---:|---:|---:|---:|")
-    best = {}
+    x = gm.sample(points, generator=torch.Generator().manual_seed(1))
+    table, best = [], {}
     for sde, name in ((VPSDE(), "VP"), (VESDE(sigma_max=10.0), "VE (sigma_max 10)")):
-        for row in rows(sde, name, x, gm):
-            print("| {} | {} | {} | {} | {:.2e} | {:.2e} | {:.2f} |".format(*row))
+        for row in rows(sde, name, x, gm, quick):
+            table.append([row[0], row[1], row[2], fmt(row[3]), fmt(row[4], ".2e"), fmt(row[5], ".2e"), fmt(row[6], ".2f")])
             if row[3] <= 100:
                 key = (row[0], row[1] + (" (t ~ (i/n)^2)" if "^2" in row[2] else ""))
                 best[key] = min(best.get(key, float("inf")), row[4])
-    print()
+    verdicts = []
     for (name, method), err in sorted(best.items()):
         verdict = "meets" if err <= 1e-3 else "misses"
-        print(f"{name} {method}: best solver error at <= 100 NFE = {err:.1e} nats ({verdict} the 1e-3 goal)")
+        verdicts.append(f"{name} {method}: best solver error at <= 100 NFE = {err:.1e} nats ({verdict} the 1e-3 goal)")
+    sec = {
+        "title": "Probability-flow ODE likelihood: error against cost",
+        "intro": (f"Exact score of a 3-component 2-D Gaussian mixture, {points} test points, float64; error = largest "
+                  "|log-likelihood - analytic| in nats. Solver error: exact terminal density; end to end: the SDE prior."),
+        "columns": ["SDE", "solver", "setting", "NFE", "solver error (nats)", "end to end (nats)", "seconds"],
+        "rows": table,
+        "notes": ["; ".join(verdicts) + "."] if verdicts else [],
+    }
+    return sec, verdicts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--points", type=int, default=64)
+    parser.add_argument("--quick", action="store_true", help="three solver settings per SDE only")
+    parser.add_argument("--json", help="also write the table as JSON here (for bench/run.py)")
+    args = parser.parse_args()
+    if args.points < 1:
+        parser.error("--points must be at least 1")
+    sec, _ = section(args.points, args.quick)
+    emit(sec, args.json)
 
 
 if __name__ == "__main__":
