@@ -174,3 +174,31 @@ def test_no_cdn_address_left_in_the_pages(book_build):
     cdn = re.compile(r"""<(?:script|link)[^>]+(?:src|href)=["']https?://""")
     offenders = [str(p.relative_to(HTML)) for p in HTML.rglob("*.html") if cdn.search(p.read_text())]
     assert not offenders, f"pages that load a script or stylesheet from the internet: {offenders}"
+
+
+def test_every_chapter_offers_its_notebook(site):
+    """The download menu of each chapter and exercise page links an .ipynb that is served and
+    is a notebook (chapters: the executed one, with outputs)."""
+    import json
+    import urllib.request
+
+    base, driver = site
+    missing = []
+    for page in toc_pages():
+        if page.endswith(("intro", "notation", "bibliography")):
+            continue
+        driver.get(f"{base}/{page}.html")
+        links = driver.execute_script(
+            "return [...document.querySelectorAll('.dropdown-download-buttons a')].map(a => a.href)"
+            ".filter(h => h.endsWith('.ipynb'))")
+        if not links:
+            missing.append(f"{page}: no .ipynb in the download menu")
+            continue
+        with urllib.request.urlopen(links[0]) as response:
+            nb = json.load(response)
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        if not code:
+            missing.append(f"{page}: {links[0]} has no code cells")
+        elif page.startswith("book/") and not any(c.get("outputs") for c in code):
+            missing.append(f"{page}: {links[0]} has no outputs (not the executed notebook)")
+    assert not missing, "\n".join(missing)

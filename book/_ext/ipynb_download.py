@@ -6,8 +6,8 @@ it copies the notebook myst-nb wrote while executing the page
 (``_build/jupyter_execute/<docname>.ipynb``, outputs included) to
 ``_build/html/_sources/<docname>.ipynb``. Pages whose source already is an .ipynb (the
 exercise notebooks) are left alone: their source download is the notebook. If the executed
-notebook is missing (an incremental build after ``jupyter_execute/`` was deleted), the
-markdown source is converted with jupytext instead, without outputs.
+notebook is missing (an incremental build after ``jupyter_execute/`` was deleted by hand),
+the page offers no .ipynb until the next clean build.
 """
 from __future__ import annotations
 
@@ -35,15 +35,12 @@ def add_ipynb_download(app: Sphinx, pagename: str, templatename, context: dict, 
     notebook = _executed_notebook(app, pagename)
     target = Path(app.outdir) / "_sources" / f"{pagename}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
-    if notebook.is_file():
-        shutil.copy2(notebook, target)
-    else:
-        # An incremental build that did not re-read the page, after jupyter_execute/ was
-        # removed: fall back to the source converted by jupytext, without outputs.
-        import jupytext
-
-        logger.info("ipynb_download: %s not found, converting %s without outputs", notebook, source)
-        jupytext.write(jupytext.read(app.env.doc2path(pagename)), str(target), fmt="ipynb")
+    if not notebook.is_file():
+        # only after jupyter_execute/ was deleted by hand and the page was not re-read:
+        # offer no notebook rather than a stale or empty one (`make clean` fixes it)
+        logger.info("ipynb_download: %s not found; no .ipynb download on %s", notebook, pagename)
+        return
+    shutil.copy2(notebook, target)
     context["ipynb_source"] = f"{pagename}.ipynb"
 
 
