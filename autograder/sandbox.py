@@ -64,13 +64,16 @@ def command(connection_file: str, socket_dir: str, workdir: str, hide: list[str]
     """The bubblewrap command line that runs the kernel; mounts apply in order, so the
     hidden folders are emptied first and the writable folders bound afterwards."""
     connection_file = str(Path(connection_file).resolve())
-    cmd = [bwrap(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+    cmd = [bwrap(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent"]
-    hidden = [Path(p).resolve() for p in [*hide, *([home] if home else [])] if p and Path(p).is_dir()]
+    # /tmp is emptied too: the kernel gets a private one
+    hidden = [Path("/tmp").resolve()] + [
+        Path(p).resolve() for p in [*hide, *([home] if home else [])] if p and Path(p).is_dir()]
     for folder in hidden:
         cmd += ["--tmpfs", str(folder)]
     # the kernel's Python (a venv and the interpreter it links to) and flowlib stay visible,
-    # read-only, even where they live inside a hidden folder (a home directory, say)
+    # read-only, even where they live inside a hidden folder (a home directory, or a
+    # course cloned under /tmp)
     needed = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
     spec = importlib.util.find_spec("flowlib")
     if spec is not None and spec.origin:

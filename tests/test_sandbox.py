@@ -107,7 +107,7 @@ def test_sandboxed_batch(course_copy, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = {r["student"]: r for r in csv.DictReader((course / "grades.csv").open())}
     for student in ("good", "hostile"):
-        assert rows[student]["status"] == "graded", rows[student]
+        assert rows[student]["status"] == "graded", f"{student}: {rows[student]['status']}, {rows[student]['reason']}"
         assert float(rows[student]["score"]) == float(rows[student]["max_score"]) > 0, rows[student]
 
     graded = nbformat.read(course / "autograded" / "hostile" / ASG / f"{ASG}.ipynb", as_version=4)
