@@ -108,12 +108,11 @@ def _env() -> dict[str, str]:
     return env
 
 
-def nbgrader(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run one nbgrader command with the course configuration (autograder/nbgrader_config.py);
-    ``env`` adds variables to the environment it runs in."""
+def nbgrader(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run one nbgrader command with the course configuration (autograder/nbgrader_config.py)."""
     proc = subprocess.run(
         [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.db_url={GRADEBOOK_URL}"],
-        cwd=HERE, env={**_env(), **(env or {})}, capture_output=True, text=True,
+        cwd=HERE, env=_env(), capture_output=True, text=True,
     )
     if "Exception while loading config file" in proc.stderr:
         # nbgrader would go on with its defaults (other folders, no timeout): never grade like that.
@@ -174,23 +173,19 @@ def max_score(assignment: str) -> float:
         return float(gb.find_assignment(assignment).max_score)
 
 
-def grade_one(student: str, assignment: str, kernel: str | None = None, sandbox_hide: list[Path] | None = None) -> Result:
-    """Autograde one student in its own nbgrader process. With ``sandbox_hide`` (a list of
-    folders the kernel must not see), the kernel is autograder/sandbox.py's, spoken to over
-    IPC sockets in a runtime folder of this student's own."""
+def grade_one(student: str, assignment: str, kernel: str | None = None, sandboxed: bool = False) -> Result:
+    """Autograde one student in its own nbgrader process. ``sandboxed``: the kernel is
+    autograder/sandbox.py's, spoken to over IPC sockets in a folder of this student's own."""
     extra = [f"--Execute.kernel_name={kernel}"] if kernel else []
-    if sandbox_hide is None:
+    if not sandboxed:
         proc = nbgrader("autograde", assignment, f"--student={student}", "--force", "--create", *extra, check=False)
     else:
         import sandbox
 
-        with tempfile.TemporaryDirectory(prefix=f"kernel-{student}-") as runtime:
-            env = {"JUPYTER_RUNTIME_DIR": runtime,
-                   sandbox.HIDE_ENV: os.pathsep.join(str(p) for p in sandbox_hide)}
+        with tempfile.TemporaryDirectory(prefix=f"kernel-{student}-") as sockets:
             proc = nbgrader("autograde", assignment, f"--student={student}", "--force", "--create",
                             f"--Execute.kernel_name={sandbox.KERNEL_NAME}", "--KernelManager.transport=ipc",
-                            f"--KernelManager.ip={runtime}/kernel-ipc",
-                            check=False, env=env)
+                            f"--KernelManager.ip={sockets}/kernel-ipc", check=False)
     autograded = AUTOGRADED / student / assignment / f"{assignment}.ipynb"
     failed = Result(student, assignment, status="failed", max_score=max_score(assignment))
     if proc.returncode != 0 or not autograded.is_file():
@@ -287,8 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kernel", help="Jupyter kernelspec to run submissions with (e.g. a CUDA kernel); "
                                          "default: the notebook's python3")
     parser.add_argument("--sandbox", action="store_true",
-                        help="run each kernel in bubblewrap: no network, read-only files, only the "
-                             "submission's folder writable (autograder/sandbox.py)")
+                        help="run each kernel in bubblewrap: no network, only the submission's folder "
+                             "mounted (writable) beside Python itself (autograder/sandbox.py)")
     parser.add_argument("--db", help="gradebook URL, e.g. postgresql+psycopg://user@host/db "
                                      "(default: SQLite in autograder/course/gradebook.db)")
     parser.add_argument("--workers", type=int, default=1, help="students graded at once (needs a server database)")
@@ -305,14 +300,11 @@ def main(argv: list[str] | None = None) -> int:
                      "parallel writers to one SQLite file fail with 'database is locked'")
     if args.sandbox and args.kernel:
         parser.error("--sandbox runs its own kernel (flowlib-sandbox); leave out --kernel")
-    sandbox_hide = None
     if args.sandbox:
         import sandbox
 
         sandbox.bwrap()  # fails here, with the fix, rather than once per student
         sandbox.install()
-        # other students' work, grades, solutions and the export itself stay out of sight
-        sandbox_hide = [COURSE, HERE.parent / "solutions", args.submissions.resolve()]
     found, notes = find_submissions(args.submissions.resolve(), args.assignment)
     if not found:
         print(f"no submissions found in {args.submissions}", *notes, sep="\n")
@@ -333,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             todo.append(student)
 
         def grade_student(student: str, asg: str = asg) -> Result:
-            res = grade_one(student, asg, args.kernel, sandbox_hide)
+            res = grade_one(student, asg, args.kernel, args.sandbox)
             findings = tampering_findings(student, asg)
             if findings and res.status == "graded":
                 res = flag(res, findings)

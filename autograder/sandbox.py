@@ -5,11 +5,10 @@ starts the same Python kernel inside bubblewrap (Debian's ``bubblewrap``; the sa
 namespaces a container engine uses, without needing one) with:
 
 * no network at all: a new, empty network namespace (not even the host's 127.0.0.1);
-* a read-only view of the machine, where the course folders that hold other students'
-  work, grades and the instructor's solutions (``FLOWLIB_SANDBOX_HIDE``, set by grade.py)
-  and the grading user's home are replaced by empty folders;
-* one writable folder, the submission's own (the kernel's working directory), plus a
-  private /tmp;
+* only the submission's folder mounted, writable (the kernel's working directory), plus
+  what a Python kernel needs, read-only: the system folders (/usr, /etc, ...), the
+  kernel's Python and flowlib. Nothing else of the machine is there: no course folder
+  (other students' work, the gradebook, the solutions), no home directory; /tmp is private;
 * its own PID and IPC namespaces, and it dies with the grader.
 
 The grader talks to the kernel over ZeroMQ IPC sockets (files in the connection file's
@@ -30,7 +29,6 @@ import sys
 from pathlib import Path
 
 KERNEL_NAME = "flowlib-sandbox"
-HIDE_ENV = "FLOWLIB_SANDBOX_HIDE"
 
 
 def bwrap() -> str:
@@ -60,27 +58,35 @@ def install(prefix: str = sys.prefix) -> Path:
     return folder
 
 
-def command(connection_file: str, socket_dir: str, workdir: str, hide: list[str], home: str | None) -> list[str]:
-    """The bubblewrap command line that runs the kernel; mounts apply in order, so the
-    hidden folders are emptied first and the writable folders bound afterwards."""
+def _system_mounts() -> list[str]:
+    """Read-only system folders (programs, libraries, fonts, /etc for the loader's and
+    matplotlib's configuration); merged-/usr links such as /lib -> usr/lib stay links."""
+    args = []
+    for name in ("usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "sys"):
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    for device in sorted(Path("/dev").glob("nvidia*")):  # a GPU grader's kernel keeps its GPU
+        args += ["--dev-bind", str(device), str(device)]
+    return args
+
+
+def command(connection_file: str, socket_dir: str, workdir: str) -> list[str]:
+    """The bubblewrap command line that runs the kernel. Nothing of the machine is mounted
+    but the system folders, the kernel's Python and flowlib (read-only), the submission's
+    folder and the socket folder (writable) and the connection file (read-only)."""
     connection_file = str(Path(connection_file).resolve())
-    cmd = [bwrap(), "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+    cmd = [bwrap(), *_system_mounts(), "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--die-with-parent"]
-    # /tmp is emptied too: the kernel gets a private one
-    hidden = [Path("/tmp").resolve()] + [
-        Path(p).resolve() for p in [*hide, *([home] if home else [])] if p and Path(p).is_dir()]
-    for folder in hidden:
-        cmd += ["--tmpfs", str(folder)]
-    # the kernel's Python (a venv and the interpreter it links to) and flowlib stay visible,
-    # read-only, even where they live inside a hidden folder (a home directory, or a
-    # course cloned under /tmp)
+    # the kernel's Python (a venv and the interpreter it links to) and flowlib
     needed = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
     spec = importlib.util.find_spec("flowlib")
     if spec is not None and spec.origin:
         needed.add(Path(spec.origin).resolve().parent)
     for path in sorted(needed):
-        if any(folder == path or folder in path.parents for folder in hidden):
-            cmd += ["--ro-bind", str(path), str(path)]
+        cmd += ["--ro-bind", str(path), str(path)]
     cmd += ["--bind", workdir, workdir, "--bind", socket_dir, socket_dir,
             "--ro-bind", connection_file, connection_file,
             # in its own PID namespace the kernel's parent is PID 1, which ipykernel would read
@@ -102,8 +108,7 @@ def launch(connection_file: str) -> None:
     if not socket_prefix.is_absolute() or not socket_prefix.parent.is_dir():
         raise SystemExit(f"{KERNEL_NAME}: the IPC socket prefix must be an absolute path in an existing folder "
                          f"of this kernel's own (--KernelManager.ip=/dir/kernel-ipc); got {info.get('ip')!r}")
-    hide = [p for p in os.environ.get(HIDE_ENV, "").split(os.pathsep) if p]
-    cmd = command(connection_file, str(socket_prefix.parent.resolve()), os.getcwd(), hide, os.environ.get("HOME"))
+    cmd = command(connection_file, str(socket_prefix.parent.resolve()), os.getcwd())
     os.execv(cmd[0], cmd)
 
 

@@ -40,21 +40,27 @@ except OSError as _err:
 '''
 
 
-def test_command_hides_then_binds(tmp_path):
-    """Fast check of the mount order: hidden folders are emptied before the writable and
-    needed folders are bound back on top of them (bubblewrap applies mounts in order)."""
+def test_command_mounts_only_what_the_kernel_needs(tmp_path):
+    """Fast check of the mounts: the submission's folder and the socket folder writable,
+    the connection file, Python and flowlib read-only, nothing of the machine else (no
+    `--ro-bind / /`, no course folder)."""
     if shutil.which("bwrap") is None:
         pytest.fail("the sandbox needs bubblewrap: `apt-get install bubblewrap` (.ci/run installs it)")
-    hidden, work, sockets = tmp_path / "course", tmp_path / "course" / "autograded" / "s" / "a", tmp_path / "rt"
+    work, sockets = tmp_path / "course" / "autograded" / "s" / "a", tmp_path / "rt"
     work.mkdir(parents=True)
     sockets.mkdir()
     conn = sockets / "kernel.json"
     conn.write_text("{}")
-    cmd = sandbox.command(str(conn), str(sockets), str(work), [str(hidden)], home=None)
+    cmd = sandbox.command(str(conn), str(sockets), str(work))
+    pairs = list(zip(cmd, cmd[1:]))
     assert "--unshare-net" in cmd and "--die-with-parent" in cmd
-    tmpfs = cmd.index(str(hidden.resolve()))
-    bind = cmd.index(str(work))
-    assert cmd[tmpfs - 1] == "--tmpfs" and cmd[bind - 1] == "--bind" and tmpfs < bind
+    assert ("--bind", str(work)) in pairs and ("--bind", str(sockets)) in pairs
+    assert ("--ro-bind", str(conn.resolve())) in pairs
+    assert ("--ro-bind", str(Path(sys.prefix).resolve())) in pairs
+    assert ("--ro-bind", "/") not in pairs, "the whole machine is mounted"
+    mounted = [b for a, b in pairs if a in ("--bind", "--ro-bind", "--dev-bind")]
+    assert not any(str(tmp_path / "course") == m for m in mounted)
+    assert not any(m == str(REPO) or m == str(REPO / "solutions") for m in mounted), mounted
     assert cmd[-5:] == [sys.executable, "-m", "ipykernel_launcher", "-f", str(conn.resolve())]
 
 
