@@ -13,6 +13,17 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
+
+def toc_pages() -> list[str]:
+    """Every page of _toc.yml (root first), as paths without suffix: the website's pages."""
+    import yaml
+
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    pages = [toc["root"]]
+    for part in toc.get("parts", []):
+        pages += [ch["file"] for ch in part.get("chapters", [])]
+    return pages
+
 # The tests use small tensors: intra-op threads only add contention on a 2-core machine
 # (measured: a planar fit ran about 15x slower with 2 threads while other jobs were running).
 torch.set_num_threads(1)

@@ -10,16 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
-
-TOC = yaml.safe_load((REPO / "_toc.yml").read_text())
-
-
-def _toc_files() -> list[str]:
-    files = [TOC["root"]]
-    for part in TOC.get("parts", []):
-        files += [ch["file"] for ch in part.get("chapters", [])]
-    return files
+from conftest import REPO, toc_pages
 
 
 def _page(stem: str) -> Path:
@@ -29,12 +20,12 @@ def _page(stem: str) -> Path:
     raise FileNotFoundError(stem)
 
 
-CHAPTERS = [f for f in _toc_files() if f.startswith("book/") and re.match(r"book/\d\d-", f)]
+CHAPTERS = [f for f in toc_pages() if f.startswith("book/") and re.match(r"book/\d\d-", f)]
 
 
 def test_every_toc_entry_exists():
     missing = []
-    for stem in _toc_files():
+    for stem in toc_pages():
         try:
             _page(stem)
         except FileNotFoundError:
@@ -43,7 +34,7 @@ def test_every_toc_entry_exists():
 
 
 def test_every_assignment_is_in_the_exercises_part():
-    listed = set(_toc_files())
+    listed = set(toc_pages())
     for asg in sorted(p.name for p in (REPO / "notebooks").iterdir() if p.is_dir()):
         assert f"notebooks/{asg}/{asg}" in listed, f"notebooks/{asg} is not under Exercises in _toc.yml"
 
@@ -77,7 +68,7 @@ def test_book_builds_without_warnings(book_build):
     proc = book_build
     assert proc.returncode == 0, f"book build failed:\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
     html = REPO / "_build" / "html"
-    for stem in _toc_files():
+    for stem in toc_pages():
         assert (html / f"{stem}.html").is_file(), f"{stem}.html was not built"
     for chapter in CHAPTERS:
         page = (html / f"{chapter}.html").read_text()
@@ -130,7 +121,7 @@ def test_every_bib_entry_is_cited_and_bibliography_is_in_toc():
     cited = set().union(*(_cited(p.read_text()) for p in _book_pages()))
     uncited = set(_bib_keys()) - cited
     assert not uncited, f"references.bib entries cited nowhere in book/: {sorted(uncited)}"
-    pages = [_page(stem) for stem in _toc_files()]
+    pages = [_page(stem) for stem in toc_pages()]
     assert any("```{bibliography}" in p.read_text() for p in pages if p.suffix == ".md"), (
         "no page in _toc.yml holds the {bibliography} directive"
     )
@@ -178,7 +169,7 @@ def test_equation_labels_unique_and_references_resolve():
 
 
 def test_notation_page_is_in_toc_and_linked_from_intro():
-    files = _toc_files()
+    files = toc_pages()
     assert "book/notation" in files, "book/notation is not in _toc.yml"
     assert files.index("book/notation") < min(files.index(c) for c in CHAPTERS), "notation must come before the chapters"
     assert "{doc}`notation`" in (REPO / "book" / "intro.md").read_text(), "intro.md does not link the notation page"
@@ -194,7 +185,7 @@ def _intro_cell(stem: str):
     return next(c for c in nb.cells if c.cell_type == "markdown")
 
 
-@pytest.mark.parametrize("stem", [f for f in _toc_files() if f.startswith("notebooks/")])
+@pytest.mark.parametrize("stem", [f for f in toc_pages() if f.startswith("notebooks/")])
 def test_exercise_intro_links_its_chapter_and_says_how_to_open_it(stem):
     source = _intro_cell(stem).source
     asg = Path(stem).name

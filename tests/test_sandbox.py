@@ -40,12 +40,17 @@ except OSError as _err:
 '''
 
 
+def _require_bwrap() -> None:
+    """Fail (not skip) with the fix: .ci/run installs bubblewrap when it is missing."""
+    if shutil.which("bwrap") is None:
+        pytest.fail("the sandbox needs bubblewrap: `apt-get install bubblewrap` (.ci/run installs it)")
+
+
 def test_command_mounts_only_what_the_kernel_needs(tmp_path):
     """Fast check of the mounts: the submission's folder and the socket folder writable,
     the connection file, Python and flowlib read-only, nothing of the machine else (no
     `--ro-bind / /`, no course folder)."""
-    if shutil.which("bwrap") is None:
-        pytest.fail("the sandbox needs bubblewrap: `apt-get install bubblewrap` (.ci/run installs it)")
+    _require_bwrap()
     work, sockets = tmp_path / "course" / "autograded" / "s" / "a", tmp_path / "rt"
     work.mkdir(parents=True)
     sockets.mkdir()
@@ -74,8 +79,7 @@ def test_launch_refuses_tcp(tmp_path):
 
 @pytest.mark.slow
 def test_sandboxed_batch(course_copy, tmp_path):
-    if shutil.which("bwrap") is None:
-        pytest.fail("the sandbox needs bubblewrap: `apt-get install bubblewrap` (.ci/run installs it)")
+    _require_bwrap()
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()

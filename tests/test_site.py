@@ -16,23 +16,14 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-import yaml
 
 from browser import chromium, console_errors, network_events, serve
-from conftest import REPO
+from conftest import REPO, toc_pages
 
 HTML = REPO / "_build" / "html"
 SHOTS = REPO / "_build" / "screenshots"
-TOC = yaml.safe_load((REPO / "_toc.yml").read_text())
 
 pytestmark = pytest.mark.slow
-
-
-def toc_pages() -> list[str]:
-    pages = [TOC["root"]]
-    for part in TOC.get("parts", []):
-        pages += [ch["file"] for ch in part.get("chapters", [])]
-    return pages
 
 
 WAIT_FOR_PAGE = """
