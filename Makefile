@@ -2,7 +2,8 @@
 #   make book      build the executed website into _build/html (fails on any warning)
 #   make test      run the whole test suite
 #   make release   regenerate notebooks/ (student versions) from solutions/
-#   make grade SUBMISSIONS=DIR [ASSIGNMENT=name] [KERNEL=kernelspec | SANDBOX=1] [WORKERS=N DB=postgresql+psycopg://...]   autograde a class, write feedback and grades CSV
+#   make grade SUBMISSIONS=DIR [ASSIGNMENT=name] [KERNEL=kernelspec] [SANDBOX=0] [WORKERS=N DB=postgresql+psycopg://...]   autograde a class, write feedback and grades CSV
+#                  (each kernel sandboxed in bubblewrap by default, KERNEL too; SANDBOX=0 runs student code unconfined)
 #   make lab       JupyterLab on the student notebooks (127.0.0.1 only)
 #   make bench [QUICK=1]   flowlib vs zuko side by side + course costs -> bench/results.md (QUICK: tiny budgets -> _build/bench/results-quick.md)
 
@@ -18,7 +19,7 @@ SUBMISSIONS ?=
 KERNEL      ?=
 WORKERS     ?= 1
 DB          ?=
-SANDBOX     ?=
+SANDBOX     ?= 1
 
 .PHONY: venv book test release grade lab bench clean
 
@@ -43,7 +44,7 @@ release: $(STAMP)
 
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=DIR [ASSIGNMENT=name]"; exit 2; }
-	$(BIN)/python autograder/grade.py "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(KERNEL),--kernel "$(KERNEL)") $(if $(filter 1,$(SANDBOX)),--sandbox) --workers $(WORKERS) $(if $(DB),--db "$(DB)")
+	$(BIN)/python autograder/grade.py "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(KERNEL),--kernel "$(KERNEL)") $(if $(filter 0,$(SANDBOX)),--no-sandbox) --workers $(WORKERS) $(if $(DB),--db "$(DB)")
 
 lab: $(STAMP)
 	$(BIN)/python autograder/student_lab/lab.py

@@ -19,12 +19,16 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as _dt
+import hashlib
 import os
 import re
 import shutil
+import signal
+import stat
 import subprocess
 import sys
 import tempfile
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,43 +64,106 @@ def assignments() -> list[str]:
 
 
 def student_id(name: str) -> str:
-    """A safe nbgrader student id from an LMS folder or file name (no path tricks)."""
-    sid = _STUDENT_ID.sub("_", name).strip("._")
-    if not sid:
-        raise ValueError(f"cannot make a student id from {name!r}")
-    return sid
+    """A safe nbgrader student id from an LMS folder or file name (no path tricks).
+
+    A name that is already safe (ASCII letters, digits, ``_.-``) is kept as it is. Any other
+    is transliterated to ASCII (Unicode NFKD, accents dropped) and gets a short hash of the
+    original name, so that names differing only in what was dropped stay distinct students:
+    ``Zoé`` -> ``Zoe-<hash>``, ``Zoë`` -> ``Zoe-<other hash>``, ``李雷`` -> ``student-<hash>``."""
+    name = unicodedata.normalize("NFC", name)
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    sid = _STUDENT_ID.sub("_", ascii_name).strip("._")
+    if sid == name:
+        return sid
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+    return f"{sid or 'student'}-{digest}"
 
 
-def find_submissions(root: Path, only: str | None) -> tuple[dict[tuple[str, str], Path | None], list[str]]:
-    """Map (student, assignment) -> notebook path (None when the student folder lacks it)."""
+@dataclass
+class Refused:
+    """An export entry that is not graded, with the reason (grades.csv: status ``failed``)."""
+    reason: str
+
+
+def _unsafe(path: Path, root: Path) -> str:
+    """Why ``path`` (an entry of the export ``root``) may not be read, or "" when it may:
+    a symbolic link anywhere below the export, a path leading outside it, or not a regular
+    file or folder."""
+    rel = path.relative_to(root)
+    for depth in range(1, len(rel.parts) + 1):
+        part = root.joinpath(*rel.parts[:depth])
+        if part.is_symlink():
+            return f"refused: {'/'.join(rel.parts[:depth])} is a symbolic link (to {os.readlink(part)}); hand in a plain file"
+    try:
+        if not path.resolve(strict=True).is_relative_to(root.resolve()):
+            return f"refused: {rel} resolves outside the export folder"
+        mode = path.lstat().st_mode
+    except OSError as err:
+        return f"refused: {rel} cannot be read ({err.strerror})"
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return f"refused: {rel} is not a regular file"
+    return ""
+
+
+def find_submissions(root: Path, only: str | None) -> tuple[dict[tuple[str, str], Path | Refused | None], list[str]]:
+    """Map (student, assignment) -> notebook path (None when the student folder lacks it,
+    a :class:`Refused` with the reason when the entry may not be graded: a symbolic link,
+    a path outside the export, or two export entries that map to the same student id)."""
     known = assignments()
     if only is not None and only not in known:
         raise SystemExit(f"unknown assignment {only!r}; known: {', '.join(known) or 'none'}")
     wanted = [only] if only else known
-    found: dict[tuple[str, str], Path | None] = {}
+    found: dict[tuple[str, str], Path | Refused | None] = {}
+    owner: dict[str, str] = {}  # student id -> the export entry it came from
     notes: list[str] = []
+
+    def put(sid: str, entry: Path, asg: str, value: Path | Refused | None) -> None:
+        if owner.setdefault(sid, entry.name) != entry.name:
+            first = owner[sid]
+            reason = (f"refused: the export entries {first!r} and {entry.name!r} both map to the student id "
+                      f"{sid!r}; neither is graded (rename one)")
+            notes.append(reason)
+            for key in [k for k in found if k[0] == sid] + [(sid, asg)]:
+                found[key] = Refused(reason)
+            return
+        if isinstance(found.get((sid, asg)), Refused):
+            return
+        found[(sid, asg)] = value
+
     for entry in sorted(root.iterdir()):
         if entry.name.startswith("."):
             continue
-        if entry.is_file() and entry.suffix == ".ipynb":
-            if only is None:
-                notes.append(f"skipped {entry.name}: a loose notebook needs --assignment to say which assignment it is")
-                continue
-            found[(student_id(entry.stem), only)] = entry
-        elif entry.is_dir():
-            sid = student_id(entry.name)
-            hits = {}
+        is_notebook = entry.suffix == ".ipynb" and (entry.is_file() or entry.is_symlink())
+        if is_notebook and only is None:
+            notes.append(f"skipped {entry.name}: a loose notebook needs --assignment to say which assignment it is")
+            continue
+        if not is_notebook and not entry.is_dir():
+            if entry.is_symlink():
+                notes.append(f"skipped {entry.name}: a symbolic link, not a student folder")
+            continue
+        sid = student_id(entry.stem if is_notebook else entry.name)
+        why = _unsafe(entry, root)
+        if why:
             for asg in wanted:
-                for cand in (entry / f"{asg}.ipynb", entry / asg / f"{asg}.ipynb"):
-                    if cand.is_file():
-                        hits[asg] = cand
-                        break
-            if only:
-                found[(sid, only)] = hits.get(only)
-            elif hits:
-                found.update({(sid, asg): path for asg, path in hits.items()})
-            else:
-                notes.append(f"skipped {entry.name}/: no notebook named after an assignment ({', '.join(wanted)})")
+                put(sid, entry, asg, Refused(why))
+            continue
+        if is_notebook:
+            put(sid, entry, only, entry)
+            continue
+        hits: dict[str, Path | Refused] = {}
+        for asg in wanted:
+            for cand in (entry / f"{asg}.ipynb", entry / asg / f"{asg}.ipynb"):
+                if cand.is_file() or cand.is_symlink():
+                    why = _unsafe(cand, root)
+                    hits[asg] = Refused(why) if why else cand
+                    break
+        if only:
+            put(sid, entry, only, hits.get(only))
+        elif hits:
+            for asg, path in hits.items():
+                put(sid, entry, asg, path)
+        else:
+            notes.append(f"skipped {entry.name}/: no notebook named after an assignment ({', '.join(wanted)})")
     return found, notes
 
 
@@ -108,12 +175,36 @@ def _env() -> dict[str, str]:
     return env
 
 
-def nbgrader(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run one nbgrader command with the course configuration (autograder/nbgrader_config.py)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.db_url={GRADEBOOK_URL}"],
-        cwd=HERE, env=_env(), capture_output=True, text=True,
-    )
+NOTEBOOK_TIMEOUT = int(os.environ.get("FLOWLIB_NOTEBOOK_TIMEOUT", "1800"))  # one nbgrader process, in s
+
+
+def nbgrader(*args: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run one nbgrader command with the course configuration (autograder/nbgrader_config.py).
+
+    Its output goes to files, not pipes (a process that a submission leaves behind holding
+    a pipe open would block the grader); it runs in a session of its own, gets ``timeout``
+    seconds (FLOWLIB_NOTEBOOK_TIMEOUT, default 1800) and its whole process group is killed
+    when it ends or times out."""
+    timeout = NOTEBOOK_TIMEOUT if timeout is None else timeout
+    cmd = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.db_url={GRADEBOOK_URL}"]
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, cwd=HERE, env=_env(), stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                text=True, start_new_session=True)
+        try:
+            returncode = proc.wait(timeout=timeout)
+            late = ""
+        except subprocess.TimeoutExpired:
+            returncode = -signal.SIGKILL
+            late = f"\nGradingTimeout: nbgrader {args[0]} ran past {timeout:g} s and was stopped\n"
+        finally:
+            try:  # the whole group: nbgrader and anything it left behind
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait()
+        out.seek(0)
+        err.seek(0)
+        proc = subprocess.CompletedProcess(cmd, returncode, out.read(), err.read() + late)
     if "Exception while loading config file" in proc.stderr:
         # nbgrader would go on with its defaults (other folders, no timeout): never grade like that.
         raise SystemExit(f"autograder/nbgrader_config.py failed to load:\n{proc.stderr[-3000:]}")
@@ -130,18 +221,65 @@ def register(assignment: str) -> None:
 
 
 def import_submission(student: str, assignment: str, notebook: Path) -> None:
+    """Copy a submission into nbgrader's ``submitted`` folder: the file itself, never what a
+    link points to (a link or anything but a regular file raises ValueError with the reason),
+    then :func:`tidy_metadata` on the copy."""
+    mode = os.lstat(notebook).st_mode
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"refused: {notebook.name} is {'a symbolic link' if stat.S_ISLNK(mode) else 'not a regular file'}")
     dest = SUBMITTED / student / assignment
-    if dest.exists():
+    if dest.is_symlink() or dest.is_file():
+        dest.unlink()
+    elif dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    shutil.copyfile(notebook, dest / f"{assignment}.ipynb")
-    stamp = _dt.datetime.fromtimestamp(notebook.stat().st_mtime, _dt.timezone.utc)
+    shutil.copyfile(notebook, dest / f"{assignment}.ipynb", follow_symlinks=False)
+    stamp = _dt.datetime.fromtimestamp(notebook.lstat().st_mtime, _dt.timezone.utc)
     (dest / "timestamp.txt").write_text(stamp.strftime("%Y-%m-%d %H:%M:%S.%f %Z"))
+    tidy_metadata(dest / f"{assignment}.ipynb")
+
+
+def tidy_metadata(path: Path) -> int:
+    """Undo what copy-pasting a cell does to nbgrader metadata, on the submitted copy, so
+    that the notebook is graded normally instead of failing with "nbgrader update .": a
+    cell copied in JupyterLab keeps its grade_id, nbgrader keeps the last cell with an id
+    and leaves ``nbgrader: {}`` on the others, which its own validation then rejects. Here
+    the earlier copies, and any cell with empty nbgrader metadata, become plain code cells
+    (the last copy keeps the id, as in nbgrader; locked cells are restored from the
+    gradebook anyway). Returns how many cells changed; a notebook that is not valid JSON is
+    left for nbgrader to report."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception:
+        return 0
+    seen: set[str] = set()
+    changed = 0
+    for cell in reversed(nb.cells):
+        meta = cell.get("metadata", {})
+        if "nbgrader" not in meta:
+            continue
+        grade_id = meta["nbgrader"].get("grade_id") if isinstance(meta["nbgrader"], dict) else None
+        if not meta["nbgrader"] or (grade_id is not None and grade_id in seen):
+            del meta["nbgrader"]
+            changed += 1
+        elif grade_id is not None:
+            seen.add(grade_id)
+    if changed:
+        tmp = path.with_suffix(".tidy")
+        try:
+            nbformat.write(nb, tmp)
+        except Exception:  # leave the submission as it came; nbgrader reports what is wrong
+            tmp.unlink(missing_ok=True)
+            return 0
+        tmp.replace(path)
+    return changed
 
 
 def _failure_reason(proc: subprocess.CompletedProcess) -> str:
     text = proc.stdout + proc.stderr
-    for pattern in (r"(No such kernel[^\n]*)", r"(Kernel died[^\n]*)", r"(DeadKernelError[^\n]*)", r"(CellTimeoutError[^\n]*)",
+    for pattern in (r"(GradingTimeout[^\n]*)", r"(No such kernel[^\n]*)", r"(Kernel died[^\n]*)", r"(DeadKernelError[^\n]*)", r"(CellTimeoutError[^\n]*)",
                     r"(NotJSONError[^\n]*)", r"(\w+Error: [^\n]*)"):
         m = re.findall(pattern, text)
         if m:
@@ -175,16 +313,18 @@ def max_score(assignment: str) -> float:
 
 def grade_one(student: str, assignment: str, kernel: str | None = None, sandboxed: bool = False) -> Result:
     """Autograde one student in its own nbgrader process. ``sandboxed``: the kernel is
-    autograder/sandbox.py's, spoken to over IPC sockets in a folder of this student's own."""
-    extra = [f"--Execute.kernel_name={kernel}"] if kernel else []
+    autograder/sandbox.py's (wrapping ``kernel`` when one is named; main() installs it),
+    in an empty private folder, spoken to over IPC sockets in a folder of this student's own."""
     if not sandboxed:
+        extra = [f"--Execute.kernel_name={kernel}"] if kernel else []
         proc = nbgrader("autograde", assignment, f"--student={student}", "--force", "--create", *extra, check=False)
     else:
         import sandbox
 
-        with tempfile.TemporaryDirectory(prefix=f"kernel-{student}-") as sockets:
+        # a short prefix: IPC socket paths must stay under the 107 bytes of a Unix socket name
+        with tempfile.TemporaryDirectory(prefix="kernel-") as sockets:
             proc = nbgrader("autograde", assignment, f"--student={student}", "--force", "--create",
-                            f"--Execute.kernel_name={sandbox.KERNEL_NAME}", "--KernelManager.transport=ipc",
+                            f"--Execute.kernel_name={sandbox.kernel_name(kernel)}", "--KernelManager.transport=ipc",
                             f"--KernelManager.ip={sockets}/kernel-ipc", check=False)
     autograded = AUTOGRADED / student / assignment / f"{assignment}.ipynb"
     failed = Result(student, assignment, status="failed", max_score=max_score(assignment))
@@ -212,7 +352,7 @@ def tampering_findings(student: str, assignment: str) -> list[str]:
     """Static scan of the submitted notebook (autograder/scan.py); [] if it is not JSON."""
     import nbformat
 
-    from scan import locked_cells, scan_notebook
+    from scan import locked_cells, locked_sources, scan_notebook
 
     try:
         submitted = nbformat.read(SUBMITTED / student / assignment / f"{assignment}.ipynb", as_version=4)
@@ -220,7 +360,9 @@ def tampering_findings(student: str, assignment: str) -> list[str]:
         return []
     source = nbformat.read(REPO / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
     ids, names = locked_cells(source)
-    return scan_notebook(submitted, ids, names)
+    release = REPO / "notebooks" / assignment / f"{assignment}.ipynb"
+    copies = locked_sources(source, *([nbformat.read(release, as_version=4)] if release.is_file() else []))
+    return scan_notebook(submitted, ids, names, copies)
 
 
 def flag(res: Result, findings: list[str]) -> Result:
@@ -281,9 +423,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--assignment", help="grade only this assignment (required for loose .ipynb files)")
     parser.add_argument("--kernel", help="Jupyter kernelspec to run submissions with (e.g. a CUDA kernel); "
                                          "default: the notebook's python3")
-    parser.add_argument("--sandbox", action="store_true",
-                        help="run each kernel in bubblewrap: no network, only the submission's folder "
-                             "mounted (writable) beside Python itself (autograder/sandbox.py)")
+    parser.add_argument("--sandbox", dest="sandbox", action="store_true", default=True,
+                        help="(the default) run each kernel in bubblewrap: no network, no capabilities, an empty "
+                             "private folder, an allow-listed environment, memory and CPU limits "
+                             "(autograder/sandbox.py); with --kernel, that kernelspec runs inside it")
+    parser.add_argument("--no-sandbox", dest="sandbox", action="store_false",
+                        help="run student code unconfined, as you (trusted notebooks only)")
     parser.add_argument("--db", help="gradebook URL, e.g. postgresql+psycopg://user@host/db "
                                      "(default: SQLite in autograder/course/gradebook.db)")
     parser.add_argument("--workers", type=int, default=1, help="students graded at once (needs a server database)")
@@ -298,13 +443,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers > 1 and GRADEBOOK_URL.startswith("sqlite"):
         parser.error("--workers > 1 needs a database server (--db postgresql+psycopg://...): "
                      "parallel writers to one SQLite file fail with 'database is locked'")
-    if args.sandbox and args.kernel:
-        parser.error("--sandbox runs its own kernel (flowlib-sandbox); leave out --kernel")
     if args.sandbox:
         import sandbox
 
-        sandbox.bwrap()  # fails here, with the fix, rather than once per student
-        sandbox.install()
+        sandbox.check()  # fails here, with the fix, rather than once per student
+        try:
+            sandbox.install(args.kernel)
+        except sandbox.NoSuchBaseKernel as err:
+            print(f"WARNING: {err}: every student will fail with that reason", file=sys.stderr, flush=True)
+    else:
+        print("WARNING: grading without the sandbox (SANDBOX=0 / --no-sandbox): student code runs as you, "
+              "with your files, environment and network; it can change the gradebook, grades.csv and other "
+              "students' work. Use it only for notebooks you trust.", file=sys.stderr, flush=True)
     found, notes = find_submissions(args.submissions.resolve(), args.assignment)
     if not found:
         print(f"no submissions found in {args.submissions}", *notes, sep="\n")
@@ -321,7 +471,14 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(Result(student, asg, status="missing", max_score=max_score(asg),
                                       reason=f"no {asg}.ipynb in the student's folder"))
                 continue
-            import_submission(student, asg, notebook)
+            if isinstance(notebook, Refused):
+                results.append(Result(student, asg, status="failed", max_score=max_score(asg), reason=notebook.reason))
+                continue
+            try:
+                import_submission(student, asg, notebook)
+            except (ValueError, OSError) as err:
+                results.append(Result(student, asg, status="failed", max_score=max_score(asg), reason=str(err)))
+                continue
             todo.append(student)
 
         def grade_student(student: str, asg: str = asg) -> Result:
