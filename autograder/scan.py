@@ -8,9 +8,16 @@ a solution of these exercises never needs:
   ``torch.Tensor.__lt__ = ...``, ``flowlib.testing.check_round_trip = ...``);
 * ``setattr``/``delattr``, ``exec``/``eval``/``compile``, ``__import__``, ``globals()``,
   ``importlib``, ``builtins``/``__builtins__``, ``sys.modules``, ``ctypes``, ``gc``, frame
-  and code-object access (``_getframe``, ``__code__``, ``__closure__``, ``__globals__``);
+  and code-object access (``_getframe``, ``inspect.currentframe``/``stack``, ``__code__``,
+  ``__closure__``, ``__globals__``);
 * redefining, at the top level of a cell, a builtin the tests use or a name the locked
   setup cell provides (``block_reference``, ``DEVICE``, ...).
+
+Read-only introspection is not a finding: ``inspect.getsource``, ``inspect.signature``,
+``help``, ``dir``, ``__doc__`` (the notebooks invite students to read flowlib).
+
+A cell whose source is exactly one of the instructor's locked cells (a copy-pasted setup
+cell, say) is the instructor's code and is not scanned.
 
 A finding does not change what nbgrader computes; the grader reports the student as
 "flagged" with score 0 and the reasons, for an instructor to review.
@@ -23,8 +30,13 @@ from nbformat import NotebookNode
 
 FORBIDDEN_NAMES = {
     "setattr", "delattr", "exec", "eval", "compile", "__import__", "globals", "vars", "importlib",
-    "builtins", "__builtins__", "ctypes", "gc", "inspect",
+    "builtins", "__builtins__", "ctypes", "gc",
 }
+# ``inspect`` is for reading: its source, signature and documentation functions are what an
+# honest student uses to study flowlib. Only the parts that reach live frames (and through
+# them other code's variables) are flagged.
+INSPECT_FRAMES = {"currentframe", "stack", "trace", "getouterframes", "getinnerframes", "getframeinfo",
+                  "getgeneratorlocals", "getcoroutinelocals", "getclosurevars"}
 FORBIDDEN_ATTRS = {"_getframe", "__code__", "__closure__", "__globals__", "__dict__", "__builtins__", "modules",
                    "f_globals", "f_locals", "f_back", "cell_contents", "__wrapped__"}
 PROTECTED = {
@@ -71,11 +83,17 @@ def scan_source(source: str, locked_names: set[str] = frozenset()) -> list[str]:
             found.append(f"line {node.lineno}: uses {node.id}")
         elif isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRS:
             found.append(f"line {node.lineno}: uses .{node.attr}")
+        elif isinstance(node, ast.Attribute) and node.attr in INSPECT_FRAMES:
+            found.append(f"line {node.lineno}: uses .{node.attr} (frame access)")
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
             for m in modules:
                 if m.split(".")[0] in FORBIDDEN_NAMES:
                     found.append(f"line {node.lineno}: imports {m}")
+            if isinstance(node, ast.ImportFrom) and node.module == "inspect":
+                for a in node.names:
+                    if a.name in INSPECT_FRAMES or a.name == "*":
+                        found.append(f"line {node.lineno}: imports inspect.{a.name} (frame access)")
     protected = PROTECTED | set(locked_names)
     for node in tree.body:  # top level only: a local variable named `max` harms nothing
         defined = []
@@ -92,8 +110,10 @@ def scan_source(source: str, locked_names: set[str] = frozenset()) -> list[str]:
     return found
 
 
-def scan_notebook(nb: NotebookNode, locked_ids: set[str], setup_names: set[str]) -> list[str]:
-    """Findings for every student-writable code cell of a submission."""
+def scan_notebook(nb: NotebookNode, locked_ids: set[str], setup_names: set[str],
+                  locked_sources: set[str] = frozenset()) -> list[str]:
+    """Findings for every student-writable code cell of a submission (a cell that is an
+    exact copy of a locked cell, ``locked_sources``, is the instructor's code)."""
     findings = []
     for index, cell in enumerate(nb.cells):
         if cell.get("cell_type") != "code":
@@ -101,9 +121,18 @@ def scan_notebook(nb: NotebookNode, locked_ids: set[str], setup_names: set[str])
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
         if grade_id in locked_ids:
             continue  # nbgrader overwrites locked cells with the instructor's version
+        if cell.get("source", "").strip() in locked_sources:
+            continue  # a copy of the instructor's own code
         label = grade_id or f"cell {index + 1}"
         findings += [f"{label}, {f}" for f in scan_source(cell.get("source", ""), setup_names)]
     return findings
+
+
+def locked_sources(*notebooks: NotebookNode) -> set[str]:
+    """Sources (stripped) of the locked, non-solution code cells of these notebooks."""
+    return {c.source.strip() for nb in notebooks for c in nb.cells
+            if c.get("cell_type") == "code" and c.get("metadata", {}).get("nbgrader", {}).get("locked")
+            and not c.metadata["nbgrader"].get("solution") and c.source.strip()}
 
 
 def locked_cells(source_nb: NotebookNode) -> tuple[set[str], set[str]]:

@@ -1,8 +1,14 @@
-"""Hostile and broken submissions, graded in one batch with a correct one (assignment 01).
+"""Hostile and broken submissions, graded in one batch with a correct one (assignment 01),
+in the default (sandboxed) mode.
 
-Every case is a notebook this test builds; the correct submission must keep full marks,
-each hostile one must get the score and status below, with a reason where it was not
-graded normally, and nothing may be lost.
+Every case is a notebook (or export entry) this test builds; the correct submission must
+keep full marks, each hostile one must get the score and status below, with a reason where
+it was not graded normally, and nothing may be lost. Honest students are graded normally
+too: a solution that reads flowlib with `inspect.getsource`, a notebook with its setup cell
+copy-pasted, names that are not ASCII. Export entries that are symbolic links, and names
+that collide, are refused with a reason. The file-level attacks on the sandbox live in
+tests/test_sandbox.py; here `--no-sandbox` is also run once, with a detached process
+holding the grader's output open (the run must not wait for it).
 """
 from __future__ import annotations
 
@@ -96,6 +102,18 @@ def _cases(solution, release, other_solution) -> dict[str, object]:
     # The same attack written to slip past the static scan: the runtime check still sees it.
     cases["monkeypatch_evades_scan"] = _prepend_to_solution(
         release, 0, "type(torch).__setattr__(torch, 'allclose', lambda *a, **k: True)")
+    # Honest students: reading flowlib's source, a copy-pasted setup cell, a big figure.
+    cases["inspect_getsource"] = _prepend_to_solution(
+        solution, 0, "import inspect\nfrom inspect import getsource, signature\n"
+                     "print(len(inspect.getsource(flowlib.onedim)), signature(getsource))")
+    nb = copy.deepcopy(solution)
+    setup = next(c for c in nb.cells if _meta(c).get("grade_id") == "setup")
+    nb.cells.insert(0, copy.deepcopy(setup))  # a copy above (re-ordered) ...
+    nb.cells.insert(4, copy.deepcopy(setup))  # ... and one below the original
+    cases["duplicated_setup"] = nb
+    cases["image_30mb"] = _prepend_to_solution(
+        solution, 0, "from IPython.display import display\n"
+                     "display({'image/png': 'iVBORw0KGgo' + 'A' * 30_000_000, 'text/plain': '<a huge figure>'}, raw=True)")
     return cases
 
 
@@ -116,25 +134,63 @@ def test_scan_flags_tampering_and_passes_normal_code():
     assert scan_source(normal) == []
 
 
+def test_scan_allows_read_only_introspection():
+    for code in ("import inspect\nprint(inspect.getsource(flowlib.onedim.mixture_cdf))",
+                 "from inspect import getsource, signature, getdoc\nsignature(torch.sigmoid)",
+                 "help(flowlib.onedim)\nprint(dir(flowlib), flowlib.onedim.__doc__)"):
+        assert scan_source(code) == [], f"read-only introspection flagged: {code!r}: {scan_source(code)}"
+    for code in ("import inspect\ninspect.currentframe().f_back", "from inspect import stack",
+                 "import inspect\nx = inspect.stack()[1]"):
+        assert scan_source(code), f"frame access not flagged: {code!r}"
+
+
+def test_student_ids_keep_names_distinct():
+    from grade import student_id
+
+    assert student_id("alice") == "alice" and student_id("good_1.x") == "good_1.x", "safe names must not change"
+    ids = {name: student_id(name) for name in ("Zoé", "Zoë", "Zoe", "李雷", "李磊", "Loose Student", "../x")}
+    assert len(set(ids.values())) == len(ids), f"two names became one student: {ids}"
+    assert ids["Zoé"].startswith("Zoe-") and ids["李雷"].startswith("student-"), ids
+    assert student_id("Zoe\u0301") == ids["Zoé"], "NFC and NFD spellings of one name must be one student"
+    for sid in ids.values():
+        assert sid.isascii() and "/" not in sid and not sid.startswith("."), sid
+
+
+def _write(path: Path, nb) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(nb, str):
+        path.write_text(nb)
+    else:
+        nbformat.write(nb, path)
+
+
 @pytest.mark.slow
 def test_hostile_batch(course_copy, tmp_path):
+    from grade import student_id
+
     solution = nbformat.read(course_copy / "solutions" / ASG / f"{ASG}.ipynb", as_version=4)
     release = nbformat.read(course_copy / "notebooks" / ASG / f"{ASG}.ipynb", as_version=4)
     other = sorted(p for p in (course_copy / "solutions").iterdir() if p.name != ASG)[0]
     other_solution = nbformat.read(other / f"{other.name}.ipynb", as_version=4)
     subs = tmp_path / "export"
     for name, nb in _cases(solution, release, other_solution).items():
-        (subs / name).mkdir(parents=True)
-        path = subs / name / f"{ASG}.ipynb"
-        if isinstance(nb, str):
-            path.write_text(nb)
-        else:
-            nbformat.write(nb, path)
+        _write(subs / name / f"{ASG}.ipynb", nb)
+    # Names: accents and scripts that are not Latin; two entries with the same id.
+    _write(subs / "Zoé" / f"{ASG}.ipynb", solution)
+    _write(subs / "Zoë" / f"{ASG}.ipynb", release)
+    _write(subs / "李雷" / f"{ASG}.ipynb", solution)
+    _write(subs / "twin" / f"{ASG}.ipynb", solution)
+    _write(subs / "twin.ipynb", release)
+    # Export entries that are symbolic links: a folder to solutions/, a notebook to the solution.
+    (subs / "linked_folder").symlink_to(course_copy / "solutions" / ASG, target_is_directory=True)
+    (subs / "linked_notebook").mkdir()
+    (subs / "linked_notebook" / f"{ASG}.ipynb").symlink_to(course_copy / "solutions" / ASG / f"{ASG}.ipynb")
     env = dict(os.environ, FLOWLIB_CELL_TIMEOUT="10")
     proc = subprocess.run([sys.executable, str(course_copy / "autograder" / "grade.py"), str(subs), "--assignment", ASG],
                           capture_output=True, text=True, timeout=3000, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    with (course_copy / "autograder" / "course" / "grades.csv").open() as fh:
+    course = course_copy / "autograder" / "course"
+    with (course / "grades.csv").open() as fh:
         rows = {r["student"]: r for r in csv.DictReader(fh)}
     full = float(rows["good"]["max_score"])
     fit_points = float([c for c in _test_cells(solution) if _meta(c)["grade_id"] == "test_fit_cdf_flow"][0].metadata["nbgrader"]["points"])
@@ -145,7 +201,8 @@ def test_hostile_batch(course_copy, tmp_path):
         assert reason.lower() in row["reason"].lower(), f"{student}: reason {row['reason']!r} lacks {reason!r}"
 
     expect("good", "graded", full)
-    expect("infinite_loop", "graded", full - fit_points)  # only the looping exercise is lost
+    # only the looping exercise is lost: the sandbox's kernel is interrupted by a message
+    expect("infinite_loop", "graded", full - fit_points)
     assert float(rows["infinite_loop"]["test_fit_cdf_flow"]) == 0
     for student in ("kernel_exit", "kernel_segfault", "kernel_oom_killed"):
         expect(student, "failed", 0, "kernel died")
@@ -160,7 +217,7 @@ def test_hostile_batch(course_copy, tmp_path):
     expect("invalid_json", "failed", 0, "json")
     expect("empty_file", "failed", 0, "json")
     expect("prints_50_mb", "graded", full)
-    autograded = course_copy / "autograder" / "course" / "autograded" / "prints_50_mb" / ASG / f"{ASG}.ipynb"
+    autograded = course / "autograded" / "prints_50_mb" / ASG / f"{ASG}.ipynb"
     assert autograded.stat().st_size < 2_000_000, "the 50 MB output was kept"
     expect("correct_with_stderr", "graded", full)
     assert float(rows["calls_reference"]["test_mixture_cdf_values"]) == 0
@@ -168,6 +225,62 @@ def test_hostile_batch(course_copy, tmp_path):
     expect("monkeypatches", "flagged", 0, "autograder score 0/")
     assert "torch.allclose" in rows["monkeypatches"]["reason"]
     expect("monkeypatch_evades_scan", "graded", 0)
-    # Nothing lost: every submission has a row and its submitted copy.
-    for student in rows:
-        assert (course_copy / "autograder" / "course" / "submitted" / student / ASG / f"{ASG}.ipynb").is_file()
+
+    # Honest students keep full marks.
+    expect("inspect_getsource", "graded", full)
+    expect("duplicated_setup", "graded", full)
+    expect("image_30mb", "graded", full)
+    for folder, suffix in (("autograded", "ipynb"), ("feedback", "html")):
+        page = course / folder / "image_30mb" / ASG / f"{ASG}.{suffix}"
+        assert page.stat().st_size < 3_000_000, f"image_30mb: {folder} copy is {page.stat().st_size:,} bytes"
+        assert "image/png output of 30,000,011 bytes removed by the grader" in page.read_text(), (
+            f"image_30mb: no note about the dropped image in the {folder} copy")
+
+    # Names: distinct students, each graded; a collision is reported, not merged.
+    expect(student_id("Zoé"), "graded", full)
+    expect(student_id("Zoë"), "graded", 0)
+    expect(student_id("李雷"), "graded", full)
+    expect("twin", "failed", 0, "both map to the student id 'twin'")
+    assert "twin" in proc.stdout and "both map" in proc.stdout, "the collision is not reported in the summary"
+    expect("linked_folder", "failed", 0, "linked_folder is a symbolic link")
+    expect("linked_notebook", "failed", 0, "is a symbolic link")
+    assert not (course / "submitted" / "linked_folder").exists(), "a symlinked export entry was imported"
+    assert not (course / "submitted" / "linked_notebook").exists(), "a symlinked notebook was imported"
+
+    # Nothing lost: every graded submission has a row and its submitted copy.
+    for student, row in rows.items():
+        if "refused" not in row["reason"]:
+            assert (course / "submitted" / student / ASG / f"{ASG}.ipynb").is_file(), student
+    assert len(rows) == len(_cases(solution, release, other_solution)) + 6, sorted(rows)
+
+
+@pytest.mark.slow
+def test_unsandboxed_run_does_not_wait_for_a_detached_process(course_copy, tmp_path):
+    """`--no-sandbox`: a submission leaves a detached process that holds the grader's
+    stdout open. nbgrader's output goes to files, so the run completes (it used to wait for
+    it: 153 s seen). The warning about the unconfined mode is printed."""
+    solution = nbformat.read(course_copy / "solutions" / ASG / f"{ASG}.ipynb", as_version=4)
+    pidfile = tmp_path / "daemon.pid"
+    daemon = ("import subprocess, sys\n"
+              "_p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)\n"
+              f"open({str(pidfile)!r}, 'w').write(str(_p.pid))")
+    subs = tmp_path / "export"
+    _write(subs / "good" / f"{ASG}.ipynb", solution)
+    _write(subs / "daemon" / f"{ASG}.ipynb", _prepend_to_solution(solution, 0, daemon))
+    try:
+        proc = subprocess.run([sys.executable, str(course_copy / "autograder" / "grade.py"), str(subs),
+                               "--assignment", ASG, "--no-sandbox"], capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the unsandboxed run waited for the detached process that holds its output open")
+    finally:
+        if pidfile.is_file():
+            try:
+                os.kill(int(pidfile.read_text()), 9)
+            except ProcessLookupError:
+                pass
+    assert pidfile.is_file(), "the daemon never started: the test proves nothing"
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "WARNING: grading without the sandbox" in proc.stderr, proc.stderr[-2000:]
+    rows = {r["student"]: r for r in csv.DictReader((course_copy / "autograder" / "course" / "grades.csv").open())}
+    for student in ("good", "daemon"):
+        assert rows[student]["status"] == "graded" and float(rows[student]["score"]) == float(rows[student]["max_score"]), rows[student]
