@@ -35,6 +35,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # scan.py
+import verdicts  # noqa: E402  (grader-side hidden tests)
 REPO = HERE.parent
 COURSE = HERE / "course"
 SUBMITTED = COURSE / "submitted"
@@ -331,6 +332,9 @@ def grade_one(student: str, assignment: str, kernel: str | None = None, sandboxe
     if proc.returncode != 0 or not autograded.is_file():
         failed.reason = _failure_reason(proc)
         return failed
+    # A ported assignment's points come from grader-side verdicts (autograder/verdicts.py);
+    # for the others this does nothing.
+    verdicts.apply(REPO, GRADEBOOK_URL, student, assignment, autograded, sandbox=None)
     res = read_grades(student, assignment)
     if res is None:
         failed.reason = "autograde left no grade in the gradebook"

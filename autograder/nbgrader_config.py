@@ -24,6 +24,9 @@ c.CourseDirectory.autograded_directory = os.path.join(COURSE, "autograded")
 c.CourseDirectory.feedback_directory = os.path.join(COURSE, "feedback")
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(REPO, COURSE, "gradebook.db")
 c.CourseDirectory.course_id = "flows-and-scores"
+# Grader-side hidden tests (autograder/verdicts.py) live beside the source notebook and must
+# never be copied into a release, a submission or feedback.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "hidden_tests.py"]
 
 # Per-cell limit: a student's infinite loop costs this much, then grading goes on.
 c.Execute.timeout = int(os.environ.get("FLOWLIB_CELL_TIMEOUT", "120"))

@@ -43,6 +43,9 @@ def course_copy(tmp_path: Path) -> Path:
     (root / "autograder").mkdir(parents=True)
     for path in (REPO / "autograder").glob("*.py"):
         shutil.copy(path, root / "autograder" / path.name)
+    if (REPO / "autograder" / "probe").is_dir():  # the grader's probe runtime (autograder/verdicts.py)
+        shutil.copytree(REPO / "autograder" / "probe", root / "autograder" / "probe",
+                        ignore=shutil.ignore_patterns("__pycache__"))
     for folder in ("solutions", "notebooks"):
         if (REPO / folder).is_dir():
             shutil.copytree(REPO / folder, root / folder)

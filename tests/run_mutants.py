@@ -7,6 +7,10 @@ seeds torch from ``FLOWLIB_SEED``) and reports ``{"seed N": [failing cells]}``. 
 run in this one process, each in a freshly reset IPython shell: a kernel start per mutant
 would cost seconds each, and nbgrader scores a test cell 0 exactly when it raises, which
 is what this records. (The full nbgrader path is exercised by the round-trip test.)
+
+An assignment with grader-side hidden tests (``solutions/<asg>/hidden_tests.py``, see
+autograder/verdicts.py) is judged the way grade.py judges it: each mutant's code runs in a
+probe process and the hidden-test functions decide, with the seed as the grading seed.
 """
 from __future__ import annotations
 
@@ -36,7 +40,40 @@ def failing_tests(nb: nbformat.NotebookNode, shell) -> list[str]:
     return failed
 
 
+def main_verdicts(asg: str, seeds: list[int]) -> None:
+    sys.path.insert(0, str(HERE.parent / "autograder"))
+    import verdicts
+
+    source = HERE.parent / "solutions" / asg / f"{asg}.ipynb"
+    test_ids = set(verdicts.load(asg).points)
+
+    def failing(nb, seed: int, label: str) -> list[str]:
+        found = verdicts.evaluate(asg, verdicts.student_cells(nb, test_ids), seed=seed)
+        for gid, v in found.items():
+            if not v.passed:
+                print(f"{label}: {gid}: {v.message[:300]}", file=sys.stderr)
+        return [gid for gid, v in found.items() if not v.passed]
+
+    if seeds:
+        report = {f"seed {s}": failing(nbformat.read(source, as_version=4), s, f"seed {s}") for s in seeds}
+    else:
+        seed = int(os.environ.get("FLOWLIB_SEED", "0"))
+        report = {"(reference)": failing(nbformat.read(source, as_version=4), seed, "(reference)")}
+        for m in mutants.load(asg):
+            nb = nbformat.read(source, as_version=4)
+            cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == m["cell"]]
+            if len(cells) != 1 or cells[0].source.count(m["find"]) != 1:
+                report[m["name"]] = [f"BAD MUTANT: cell {m['cell']!r} missing or `find` not found exactly once"]
+                continue
+            cells[0].source = cells[0].source.replace(m["find"], m["replace"])
+            report[m["name"]] = failing(nb, seed, m["name"])
+    sys.stdout.flush()
+    print("\n" + json.dumps(report))
+
+
 def main(asg: str, seeds: list[int]) -> None:
+    if (HERE.parent / "solutions" / asg / "hidden_tests.py").is_file():
+        return main_verdicts(asg, seeds)
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("FLOWLIB_PROGRESS", "0")
     from IPython.core.interactiveshell import InteractiveShell

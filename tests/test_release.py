@@ -1,6 +1,7 @@
 """Student notebooks: generated from solutions/ by nbgrader, in sync, and well formed."""
 import pytest
 
+from conftest import REPO
 from course import assignments, grade_meta, release_notebook, run_nbgrader, source_notebook
 
 ASSIGNMENTS = assignments()
@@ -42,7 +43,14 @@ def test_source_notebook_structure(asg):
     tests = [c for c in code if grade_meta(c).get("grade")]
     solutions = [c for c in code if grade_meta(c).get("solution")]
     assert len(tests) >= 4 and len(solutions) >= 4, "at least four graded exercises"
+    hidden_file = REPO / "solutions" / asg / "hidden_tests.py"
     for c in tests:
+        if hidden_file.is_file():
+            # grader-side hidden tests (autograder/verdicts.py): the notebook keeps only visible tests
+            assert "### BEGIN HIDDEN TESTS" not in c.source, (
+                f"{grade_meta(c)['grade_id']}: hidden tests live in hidden_tests.py, not in the notebook")
+            assert c.source.strip(), f"test cell {grade_meta(c)['grade_id']} has no visible test"
+            continue
         assert "### BEGIN HIDDEN TESTS" in c.source, f"test cell {grade_meta(c)['grade_id']} has no hidden tests"
         # block_reference also checks that student code replaced nothing the tests rely on.
         assert "block_reference(" in c.source.split("### BEGIN HIDDEN TESTS")[1], (

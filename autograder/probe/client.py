@@ -45,7 +45,10 @@ class StudentError(AssertionError):
         self.type = str(error.get("type", "?"))[:100]
         self.mro = [str(m)[:100] for m in error.get("mro", [])][:20] if isinstance(error.get("mro"), list) else [self.type]
         self.message = str(error.get("message", ""))[:2000]
-        super().__init__(f"{what} raised {self.type}: {self.message}")
+        super().__init__(self.describe(what))
+
+    def describe(self, what: str) -> str:
+        return f"{what} raised {self.type}" + (f": {self.message}" if self.message else "")
 
 
 def describe(v: Any) -> str:
@@ -345,7 +348,7 @@ class Student:
         try:
             return probe.request(dict(msg, what=what), timeout=self._left())
         except StudentError as exc:
-            exc.args = (f"{what} raised {exc.type}: {exc.message}",)
+            exc.args = (exc.describe(what),)
             raise
 
     def _what(self, name: str, args, kwargs) -> str:

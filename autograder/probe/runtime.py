@@ -113,7 +113,7 @@ def _callback(name: str):
         reply = recv()
         if not isinstance(reply, dict) or not reply.get("ok"):
             message = reply.get("error", {}).get("message", "the grader refused the call") if isinstance(reply, dict) else "bad reply"
-            raise RuntimeError(f"{name}: {message}")
+            raise RuntimeError(message)
         return _to_device(reply.get("value"))
 
     callback.__name__ = callback.__qualname__ = name
