@@ -6,6 +6,7 @@
 #                  (each kernel sandboxed in bubblewrap by default, KERNEL too; SANDBOX=0 runs student code unconfined)
 #   make lab       JupyterLab on the student notebooks (127.0.0.1 only)
 #   make bench [QUICK=1]   flowlib vs zuko side by side + course costs -> bench/results.md (QUICK: tiny budgets -> _build/bench/results-quick.md)
+#   make margins   every outcome threshold over 8 seeds x 1 and 2 threads vs a weaker model -> bench/outcome-margins.md
 
 PYTHON ?= python3
 VENV   := .venv
@@ -21,7 +22,7 @@ WORKERS     ?= 1
 DB          ?=
 SANDBOX     ?= 1
 
-.PHONY: venv book test release grade lab bench clean
+.PHONY: venv book test release grade lab bench margins clean
 
 venv: $(STAMP)
 
@@ -51,6 +52,9 @@ lab: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(if $(filter 1,$(QUICK)),--quick)
+
+margins: $(STAMP)
+	$(BIN)/python bench/margins.py
 
 clean:
 	rm -rf _build

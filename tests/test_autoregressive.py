@@ -19,6 +19,7 @@ from flowlib import (
     mixture_cdf_flow_2d,
 )
 from flowlib.data import ring_of_gaussians, ring_of_gaussians_log_prob
+from outcomes import Check, outcome
 from flowlib.testing import (
     check_autoregressive,
     check_bijection,
@@ -210,21 +211,26 @@ def test_2d_flow_density_integrates(builder):
         check_density_integrates(flow.log_prob, [(-9, 9), (-9, 9)], n=241, atol=1e-2)
 
 
-def test_maf_fit_on_ring_improves_nll():
-    g = torch.Generator().manual_seed(0)
+@outcome("tests/test_autoregressive.py::test_maf_fit_on_ring_improves_nll",
+         [Check("excess", "<", 1.1, "held-out NLL minus the true entropy after 300 Adam steps (nats)")],
+         weaker="a single MAF layer (n_layers=1), same budget")
+def maf_ring(seed: int, weaker: bool = False) -> dict:
+    g = torch.Generator().manual_seed(seed)
     train = ring_of_gaussians(4096, generator=g)
-    test = ring_of_gaussians(2048, generator=g)
-    torch.manual_seed(0)
-    flow = maf(2, n_layers=4, hidden=(32, 32))
-    with torch.no_grad():
-        before = -flow.log_prob(test).mean().item()
+    test = ring_of_gaussians(4096, generator=g)
+    torch.manual_seed(seed)
+    flow = maf(2, n_layers=1 if weaker else 4, hidden=(32, 32))
     fit(flow, train, steps=300, batch_size=256, lr=1e-2, generator=g, progress=False)
     with torch.no_grad():
         after = -flow.log_prob(test).mean().item()
-    entropy = -ring_of_gaussians_log_prob(test.double()).mean().item()  # the floor: H(p) ~ 1.74
-    # measured: NLL 3.88 -> 2.24 nats
-    assert after < before - 1.0, f"NLL only went from {before:.3f} to {after:.3f} (true entropy {entropy:.3f})"
-    assert after > entropy - 0.1
+    entropy = -ring_of_gaussians_log_prob(test.double()).mean().item()  # H(p) ~ 1.74 nats
+    return {"excess": after - entropy, "nll": after}
+
+
+def test_maf_fit_on_ring_improves_nll():
+    stats = maf_ring.check()
+    # the excess is a Monte Carlo estimate of KL(p || q) >= 0 (Gibbs): a bound, not a tuned threshold
+    assert stats["excess"] > -0.05, f"NLL {stats['nll']:.3f} below the true entropy: the log-density is too high"
 
 
 # --------------------------------------------------------------------------- 2-D autoregressive CDF flow

@@ -8,6 +8,7 @@ import flowlib
 from flowlib import Beta, BoxUniform, Compose, Flow, Inverse, StandardNormal, fit, seed_everything
 from flowlib.onedim import Affine, MixtureCDF, Probit
 from flowlib.testing import check_bijection, check_density_integrates, check_device_dtype
+from outcomes import Check, outcome
 
 
 def test_compose_sums_log_dets_and_inverts_in_reverse_order():
@@ -101,16 +102,26 @@ def test_seed_everything_is_reproducible():
     assert torch.equal(a, torch.randn(4))
 
 
-def test_fit_reduces_nll_and_returns_history():
-    seed_everything(0)
+@outcome("tests/test_core.py::test_fit_reduces_nll_and_returns_history",
+         [Check("excess", "<", 0.01, "training NLL - NLL of the Gaussian maximum-likelihood fit of the same data, after 300 Adam steps (nats)")],
+         weaker="the same fit stopped after 100 steps")
+def affine_gaussian_fit(seed: int, weaker: bool = False) -> dict:
+    seed_everything(seed)
     data = 3.0 + 0.5 * torch.randn(2000, 1)
     flow = Flow(StandardNormal(1), Affine(shape=(1,)))
-    history = fit(flow, data, steps=300, lr=5e-2, progress=False)
-    assert len(history) == 300
-    # The maximum-likelihood Gaussian fit reaches the data's entropy, about 0.5 log(2 pi e 0.25).
-    target = 0.5 * math.log(2 * math.pi * math.e * 0.25)
-    assert history[-1] < history[0] - 1.0
-    assert abs(-flow.log_prob(data).mean().item() - target) < 0.05
+    history = fit(flow, data, steps=100 if weaker else 300, lr=5e-2, progress=False)
+    # The optimum is the Gaussian maximum-likelihood fit: NLL 0.5 log(2 pi e var) with the data's
+    # own (biased) variance; comparing with the population entropy would add Monte Carlo error.
+    target = 0.5 * math.log(2 * math.pi * math.e * data.var(unbiased=False).item())
+    with torch.no_grad():
+        nll = -flow.log_prob(data).mean().item()
+    return {"excess": nll - target, "n_history": len(history), "drop": history[0] - history[-1]}
+
+
+def test_fit_reduces_nll_and_returns_history():
+    stats = affine_gaussian_fit.check()
+    assert stats["n_history"] == 300
+    assert stats["drop"] > 0, "the loss history must go down"
 
 
 def test_fit_with_data_free_loss():

@@ -25,6 +25,7 @@ from flowlib import (
 from flowlib.data import DIGITS_N_BINS, load_digits_split
 from flowlib.onedim import Affine
 from flowlib.testing import check_bijection, check_density_integrates, check_log_det
+from outcomes import Check, outcome
 
 
 class _Identity(Bijection):
@@ -190,24 +191,34 @@ def test_variational_dequantizer_density_and_training():
     assert ((u > 0) & (u < 1)).all() and log_q.shape == (x.shape[0],)
     torch.testing.assert_close(dq.log_prob(u, x), log_q)
 
-    # Train q only (flow fixed): the bound rises towards the exact log P(x) and stays below it.
+    stats = variational_dequantizer_gap.check()
+    # the gap is a Monte Carlo estimate of KL(q || posterior) >= 0: a bound, not a tuned threshold
+    assert stats["gap"] > -0.01 and stats["gap"] < stats["gap_before"], stats
+
+
+@outcome("tests/test_dequantization.py::test_variational_dequantizer_density_and_training",
+         [Check("gap", "<", 0.15, "mean gap log P(x) - bound after 150 Adam steps of q, flow fixed (nats)")],
+         weaker="uniform dequantization (q = U[0, 1), nothing to train)", seed=1)
+def variational_dequantizer_gap(seed: int, weaker: bool = False) -> dict:
+    """Train q only (flow fixed): the bound rises towards the exact log P(x) and stays below it."""
     flow = _toy_flow()
     exact = _toy_exact_log_p()
+    torch.manual_seed(seed)
     dq = VariationalDequantizer((1,), N_BINS_TOY, hidden=16).double()
-    g = torch.Generator().manual_seed(1)
+    g = torch.Generator().manual_seed(seed)
 
     def gap():
         with torch.no_grad():
             xs = torch.arange(N_BINS_TOY)[:, None].repeat(2000, 1)
-            est = dequantized_log_likelihood(flow, xs, N_BINS_TOY, dequantizer=dq, generator=g).reshape(2000, -1).mean(0)
+            est = dequantized_log_likelihood(flow, xs, N_BINS_TOY, dequantizer=None if weaker else dq,
+                                             generator=g).reshape(2000, -1).mean(0)
         return (exact - est).mean().item()
 
     before = gap()
-    loss = lambda m, batch: -dequantized_log_likelihood(flow, batch, N_BINS_TOY, dequantizer=m, generator=g).mean()
-    fit(dq, torch.arange(N_BINS_TOY)[:, None], loss=loss, steps=150, batch_size=64, lr=1e-2, generator=g, progress=False)
-    after = gap()
-    # measured: mean gap 0.50 -> 0.022 nats (uniform dequantization: 0.33)
-    assert after < 0.5 * before and after > -0.01, (before, after)
+    if not weaker:
+        loss = lambda m, batch: -dequantized_log_likelihood(flow, batch, N_BINS_TOY, dequantizer=m, generator=g).mean()  # noqa: E731
+        fit(dq, torch.arange(N_BINS_TOY)[:, None], loss=loss, steps=150, batch_size=64, lr=1e-2, generator=g, progress=False)
+    return {"gap": gap(), "gap_before": before}
 
 
 # --------------------------------------------------------------------------- digits
@@ -241,19 +252,25 @@ def test_histogram_baseline():
         histogram_baseline_bpd(tr, torch.zeros(1, 3, dtype=torch.long), 4)
 
 
-def test_realnvp_image_short_training_on_digits():
+@outcome("tests/test_dequantization.py::test_realnvp_image_short_training_on_digits",
+         [Check("bpd", "<", 4.0, "held-out bits/dim of 8x8 digits after 60 Adam steps")],
+         weaker="the same flow after 6 steps")
+def realnvp_digits_short(seed: int, weaker: bool = False) -> dict:
     train, test = load_digits_split()
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     flow = realnvp_image((1, 8, 8), hidden_ch=8, n_checker=2, n_channel=2, n_final=2)
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
 
     def test_bpd():
         with torch.no_grad():
             return dequantized_bits_per_dim(flow, test, DIGITS_N_BINS, generator=torch.Generator().manual_seed(5)).mean().item()
 
     before = test_bpd()
-    loss = lambda m, batch: -dequantized_log_likelihood(m, batch, DIGITS_N_BINS, generator=g).mean()
-    fit(flow, train, loss=loss, steps=60, batch_size=64, lr=3e-3, generator=g, progress=False)
-    after = test_bpd()
-    # measured: 5.38 -> 3.00 bits/dim (histogram baseline 2.42)
-    assert math.isfinite(after) and after < before - 0.3, (before, after)
+    loss = lambda m, batch: -dequantized_log_likelihood(m, batch, DIGITS_N_BINS, generator=g).mean()  # noqa: E731
+    fit(flow, train, loss=loss, steps=6 if weaker else 60, batch_size=64, lr=3e-3, generator=g, progress=False)
+    return {"bpd": test_bpd(), "bpd_before": before}
+
+
+def test_realnvp_image_short_training_on_digits():
+    stats = realnvp_digits_short.check()
+    assert stats["bpd"] < stats["bpd_before"], stats

@@ -7,6 +7,7 @@ import torch
 from flowlib import Beta, BoxUniform, Compose, Flow, StandardNormal, fit, seed_everything
 from flowlib.onedim import Affine, Logit, MixtureCDF, Probit, bisection_inverse, mixture_cdf
 from flowlib.testing import check_bijection, check_density_integrates
+from outcomes import Check, outcome
 
 
 def _random_mixture(dim=2, k=4, kind="gaussian", seed=0):
@@ -126,23 +127,35 @@ def test_2d_elementwise_flow_integrates_to_one():
     assert abs(check_density_integrates(flow.log_prob, [(-25, 25), (-25, 25)], n=1201, atol=2e-3) - 1) < 2e-3
 
 
-def test_maximum_likelihood_fit_approaches_true_density():
+@outcome("tests/test_onedim.py::test_maximum_likelihood_fit_approaches_true_density",
+         [Check("excess", "<", 0.15, "held-out NLL minus the true density's NLL after 600 Adam steps (nats)"),
+          Check("ks", "<", 0.12, "Kolmogorov-Smirnov distance of the held-out latents u = F(x) from U(0, 1)")],
+         weaker="a single-component CDF flow (MixtureCDF(1, 1)): one Gaussian for a bimodal density")
+def cdf_flow_fit(seed: int, weaker: bool = False) -> dict:
     """Fit a 3-component CDF flow to samples of a known 2-component mixture: the held-out NLL
-    must approach the true density's NLL (the entropy estimate) within 0.05 nats."""
-    seed_everything(0)
+    approaches the true density's, and held-out latents are close to uniform."""
+    seed_everything(seed)
     true_logits, true_means, true_log_scales = torch.tensor([0.0, -0.7]), torch.tensor([-2.0, 1.5]), torch.tensor([-0.5, -0.2])
     comp = torch.distributions.Normal(true_means, true_log_scales.exp())
     mixd = torch.distributions.MixtureSameFamily(torch.distributions.Categorical(logits=true_logits), comp)
     train, test = mixd.sample((4000, 1)), mixd.sample((4000, 1))
     true_nll = -mixd.log_prob(test[:, 0]).mean().item()
-    flow = Flow(BoxUniform(1), MixtureCDF(1, 3))
+    flow = Flow(BoxUniform(1), MixtureCDF(1, 1 if weaker else 3))
     fit(flow, train, steps=600, lr=5e-2, batch_size=512, progress=False)
-    learned_nll = -flow.log_prob(test).mean().item()
-    assert learned_nll - true_nll < 0.05, (learned_nll, true_nll)
-    # The latent of held-out data is close to uniform: its mean and variance match 1/2 and 1/12.
     with torch.no_grad():
+        learned_nll = -flow.log_prob(test).mean().item()
         u, _ = flow.bijection(test)
-    assert abs(u.mean().item() - 0.5) < 0.02 and abs(u.var().item() - 1 / 12) < 0.01
+    # KS distance of the latents from U(0, 1): a whole-distribution statistic with less variance
+    # than the mean alone (under an exact fit it is ~0.9/sqrt(n) = 0.014 at the 90th percentile)
+    u = u[:, 0].double().sort().values
+    n = u.numel()
+    grid = torch.arange(1, n + 1, dtype=torch.float64) / n
+    ks = torch.maximum((grid - u).abs(), (u - (grid - 1 / n)).abs()).max().item()
+    return {"excess": learned_nll - true_nll, "ks": ks}
+
+
+def test_maximum_likelihood_fit_approaches_true_density():
+    cdf_flow_fit.check()
 
 
 def test_mixture_cdf_stays_in_unit_interval_in_float32():

@@ -10,6 +10,7 @@ import torch
 from flowlib import Planar, StandardNormal, fit, planar_flow
 from flowlib.energies import TEST_ENERGIES, reverse_kl_loss, u1, u2, u3, u4
 from flowlib.testing import check_density_integrates, check_device_dtype, check_log_det
+from outcomes import Check, outcome
 
 
 def _randomise(module: torch.nn.Module, seed: int, scale: float = 1.0) -> torch.nn.Module:
@@ -194,17 +195,24 @@ def test_reverse_kl_loss_values():
         reverse_kl_loss(flow, std_normal, 0)
 
 
-def test_planar_flow_learns_u1_by_reverse_kl():
+@outcome("tests/test_planar.py::test_planar_flow_learns_u1_by_reverse_kl",
+         [Check("kl", "<", 1.1, "KL(q || p) to U1 after 200 reverse-KL Adam steps, 8 planar layers (nats)")],
+         weaker="a single planar layer (K=1), same budget")
+def planar_u1(seed: int, weaker: bool = False) -> dict:
     """A short reverse-KL fit lowers the loss toward its floor -log Z (gap = KL(q || p))."""
-    torch.manual_seed(0)
-    flow = planar_flow(2, K=8, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(seed)
+    flow = planar_flow(2, K=1 if weaker else 8, generator=torch.Generator().manual_seed(seed))
     log_z = math.log(check_density_integrates(lambda z: u1(z), [(-5, 5), (-5, 5)], n=501, atol=math.inf))
     with torch.no_grad():
         before = reverse_kl_loss(flow, u1, 4096).item()
     fit(flow, None, loss=lambda m, _: reverse_kl_loss(m, u1, 256), steps=200, lr=2e-2, progress=False)
     with torch.no_grad():
-        after = reverse_kl_loss(flow, u1, 4096).item()
-    kl_before, kl_after = before + log_z, after + log_z
-    assert kl_after > -0.05, f"KL(q||p) estimate {kl_after:.3f} below 0: the loss or log q is wrong"
-    # measured: about 15.2 -> 0.8 nats (U1 is bimodal; short planar stacks keep some gap)
-    assert kl_after < min(1.5, 0.2 * kl_before), f"KL(q||p) only went from {kl_before:.3f} to {kl_after:.3f}"
+        after = reverse_kl_loss(flow, u1, 8192).item()
+    return {"kl": after + log_z, "kl_before": before + log_z}
+
+
+def test_planar_flow_learns_u1_by_reverse_kl():
+    stats = planar_u1.check()
+    # KL >= 0 (Gibbs): below it by more than Monte Carlo error means the loss or log q is wrong
+    assert stats["kl"] > -0.05, f"KL(q||p) estimate {stats['kl']:.3f} below 0: the loss or log q is wrong"
+    assert stats["kl"] < stats["kl_before"], "training must lower KL(q || p)"
