@@ -29,6 +29,7 @@ from . import wire
 HERE = Path(__file__).resolve().parent
 INSIDE = "/opt/flowlib-probe"  # where the runtime's folder is mounted in the sandbox
 SCRATCH = "/scratch"
+SCRATCH_BYTES = 256 << 20  # each of /tmp and /scratch (tmpfs, in memory)
 
 #: environment the probe process gets (nothing else of the grader's environment crosses)
 ENV_ALLOW = ("LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
@@ -111,7 +112,8 @@ def sandbox_argv(python: str, env: dict[str, str]) -> list[str]:
     for path in sorted(needed):
         argv += ["--ro-bind", str(path), str(path)]
     argv += ["--ro-bind", str(HERE), INSIDE, "--dev", "/dev", "--proc", "/proc",
-             "--tmpfs", "/tmp", "--tmpfs", SCRATCH, "--chdir", SCRATCH,
+             "--size", str(SCRATCH_BYTES), "--tmpfs", "/tmp", "--size", str(SCRATCH_BYTES), "--tmpfs", SCRATCH,
+             "--chdir", SCRATCH,
              "--unshare-all", "--cap-drop", "ALL", "--new-session", "--die-with-parent",
              "--clearenv"]
     for key, value in sorted(env.items()):
