@@ -136,15 +136,15 @@ def evaluate(assignment: str, cells: list[dict], seed: int = 0, repo: Path = REP
             if start_failures >= 2:
                 verdicts[gid] = Verdict(False, "not run: the student's process could not be started twice in a row")
                 continue
-            student = Student(probe, timeout=float(tests.timeouts.get(gid, cell_timeout)))
             try:
-                if not probe.alive():
+                if not probe.alive():  # (re)start before the test's clock starts: the cells have their own limits
                     try:
                         probe.start()
                         start_failures = 0
                     except (ProbeFailure, OSError) as exc:
                         start_failures += 1
                         raise ProbeFailure(f"the notebook's code could not be run: {exc}") from None
+                student = Student(probe, timeout=float(tests.timeouts.get(gid, cell_timeout)))
                 fn(student, seed)
                 verdicts[gid] = Verdict(True, "", time.monotonic() - t0)
             except Exception as exc:  # noqa: BLE001 - any failure of the test is a failed verdict
