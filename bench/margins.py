@@ -98,6 +98,11 @@ def main(argv=None) -> int:
             worst.append((outcomes.margin(check, ref[check.stat], weak[check.stat])[0], name, check.stat))
         print(f"{name}: {secs:.1f} s", *lines[-len(exp.checks):], sep="\n", flush=True)
     elapsed = time.perf_counter() - total
+    meta = stored.get("_meta", {})
+    if not args.recompute:
+        meta = {"when": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "seconds": round(elapsed)}
+        stored["_meta"] = meta
+    when, secs = meta.get("when", "?"), meta.get("seconds", round(elapsed))
     worst.sort()
     header = [
         "# Outcome assertions: thresholds, spread over seeds and threads, weaker models",
@@ -110,8 +115,9 @@ def main(argv=None) -> int:
         "to the weaker model's best; `tests/test_outcomes.py` requires at least "
         f"{outcomes.MIN_MARGIN:.2f} and the weaker model missing the threshold on every seed.",
         "",
-        f"Measured {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} on {platform.machine()} ({os.cpu_count()} cores, "
-        f"torch {torch.__version__}, {platform.processor() or 'cpu'}), {elapsed:.0f} s in all.",
+        f"Measured {when} on {platform.machine()} ({os.cpu_count()} cores, "
+        f"torch {torch.__version__}, {platform.processor() or 'cpu'}), {secs} s in all"
+        + (" (thresholds since re-set from the stored values with `--recompute`)." if args.recompute else "."),
         f"Worst margins: " + ", ".join(f"`{n}`.{s} {m:.2f}" for m, n, s in worst[:3]) + ".",
         "",
         "| experiment | where | what | threshold | reference min / median / max | weaker model: min / median / max | margin | weaker misses |",
@@ -123,10 +129,10 @@ def main(argv=None) -> int:
         kept = [ln for ln in args.out.read_text().splitlines()
                 if (m := re.match(r"\| `([^`]+)` \|", ln)) and m.group(1) not in names and m.group(1) in registry]
         lines = sorted(kept + lines)
-        header[9] = header[9].replace(" in all.", f" in all for {', '.join(names)}; other rows kept from the previous run.")
+        header[9] += f" Re-measured only: {', '.join(names)}; other rows kept from the previous run."
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.out == OUT:
-        VALUES.write_text(json.dumps({k: stored[k] for k in sorted(stored) if k in registry}, indent=1) + "\n")
+        VALUES.write_text(json.dumps({k: stored[k] for k in sorted(stored) if k in registry or k == "_meta"}, indent=1) + "\n")
     args.out.write_text("\n".join(header + lines) + "\n")
     print(f"wrote {args.out} in {elapsed:.0f} s")
     return 0

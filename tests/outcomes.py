@@ -94,8 +94,9 @@ def margin(check: Check, ref_values: list[float], weak_values: list[float]) -> t
     if check.kind == "z":
         # A z-test's scale is the standard error, not the distance to a weaker model (one that
         # breaks the identity sits many standard errors away): the reference's worst |z| must
-        # stay MIN_MARGIN below the threshold, which fixes the false-alarm rate.
-        worst = max(abs(v) for v in ref_values)
+        # stay MIN_MARGIN below the threshold, which fixes the false-alarm rate. (A signed,
+        # one-sided z such as "bound above exact" counts its largest value.)
+        worst = max(ref_values)
         return (check.threshold - worst) / check.threshold, misses
     if check.op == "<":
         worst, weak_best = max(ref_values), min(weak_values)

@@ -58,7 +58,7 @@ def _rk4_experiment(sde, solver_threshold: float, prior_threshold: float, bad_pr
 
 
 # weaker priors: VE N(0, sigma_max^2 / 2), VP N(0, 2 I), each about 0.3-0.5 nats off
-RK4_EXPERIMENTS = [_rk4_experiment(SDES[0], 5e-3, 0.15, 50.0), _rk4_experiment(SDES[1], 3e-4, 0.15, 2.0)]
+RK4_EXPERIMENTS = [_rk4_experiment(SDES[0], 5e-3, 0.25, 50.0), _rk4_experiment(SDES[1], 1.5e-4, 0.15, 2.0)]
 
 
 @pytest.mark.parametrize("experiment", RK4_EXPERIMENTS, ids=IDS)

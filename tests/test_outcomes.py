@@ -68,7 +68,8 @@ def test_margin_definition():
     above = outcomes.Check("x", ">", 1.0, "")
     assert outcomes.margin(above, [2.0, 3.0], [0.0]) == (pytest.approx(0.5), True)
     z = outcomes.Check("z", "<", 4.0, "", kind="z")
-    assert outcomes.margin(z, [1.0, -3.0], [50.0]) == (pytest.approx(0.25), True)
+    assert outcomes.margin(z, [1.0, 3.0], [50.0]) == (pytest.approx(0.25), True)
+    assert outcomes.margin(z, [-7.0, 1.0], [50.0]) == (pytest.approx(0.75), True)
 
 
 def _calls(fn: ast.FunctionDef) -> set[str]:

@@ -346,6 +346,7 @@ def _held_out_nll(x, params):  # mean NLL of held-out x under the fitted flow, b
 
 
 def test_fit_cdf_flow(student, seed):
+    # thresholds: bench/outcome-margins.md (nb01_fit_*: the reference's worst seed 0.014, one or two components 0.17+)
     # the visible case: two bumps, float32, the default six components
     gen = torch.Generator().manual_seed(606)
     x_train = _two_bumps(1000, gen)
@@ -355,8 +356,8 @@ def test_fit_cdf_flow(student, seed):
     params = _fit(student, what, x_train, 6)
     target = _true_nll(x_test, [0.35, 0.65], [-2.0, 1.0], [0.5, 0.8])
     got = _held_out_nll(x_test, params)
-    if not got < target + 0.03:
-        raise AssertionError(f"{what}: held-out NLL {got:.4f} nats, the true density gets {target:.4f} (allowed: 0.03 more)")
+    if not got < target + 0.08:
+        raise AssertionError(f"{what}: held-out NLL {got:.4f} nats, the true density gets {target:.4f} (allowed: 0.08 more)")
 
     # a skewed three-bump density, float64 data, other sizes; held-out data never leave the grader
     gen = generator(seed, 707)
@@ -367,5 +368,5 @@ def test_fit_cdf_flow(student, seed):
     params = _fit(student, what, x_train, 8, n_components=8)
     target = _true_nll(x_test, [0.5, 0.3, 0.2], [-3.0, 0.0, 4.0], [1.0, 0.4, 0.7])
     got = _held_out_nll(x_test, params)
-    if not got < target + 0.03:
-        raise AssertionError(f"{what}: held-out NLL {got:.4f} nats, the true density gets {target:.4f} (allowed: 0.03 more)")
+    if not got < target + 0.08:
+        raise AssertionError(f"{what}: held-out NLL {got:.4f} nats, the true density gets {target:.4f} (allowed: 0.08 more)")
