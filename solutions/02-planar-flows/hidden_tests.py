@@ -1,0 +1,293 @@
+"""Hidden tests of assignment 02, run by the grader (autograder/verdicts.py), never by students.
+
+One function per graded test cell, named by the cell's grade_id, called as ``fn(student, seed)``:
+``student`` calls the student's functions in the student's own process (autograder/probe),
+``seed`` is the grading seed, from which every random input is drawn. Expected answers are
+computed here, in the grader's process, with the real flowlib (``Planar`` with the given
+parameters) or in closed form. A function passes when it returns; any exception fails the cell
+with its message, which the student sees in the feedback. The visible tests of the notebook
+are repeated here: points come only from these functions.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from flowlib.energies import TEST_ENERGIES
+from flowlib.planar import Planar
+from flowlib.testing import jacobian_log_det
+from probe.checks import close, finite, generator, tensor
+
+F64, F32 = torch.float64, torch.float32
+
+#: flowlib references replaced by stubs that raise in the student's process
+STUB = ["flowlib.planar.Planar", "flowlib.planar.planar_flow", "flowlib.energies.reverse_kl_loss"]
+
+#: time limit per test cell in seconds (default: FLOWLIB_CELL_TIMEOUT, 120)
+TIMEOUTS: dict[str, float] = {}
+
+
+def _define(student, source: str) -> None:
+    """Define the grader's helper functions (plain torch, names starting with ``_grader_``) in
+    the student's process, where autograd through the student's code needs them. They only
+    shape the inputs the student's functions receive; every answer is still judged here."""
+    probe = student._ensure()
+    reply = probe.request({"op": "exec", "cells": [{"id": "grader helpers", "source": source}],
+                           "cell_timeout": 30.0}, timeout=min(60.0, student._left()))
+    cells = reply.get("cells") if isinstance(reply, dict) else None
+    errors = [c.get("error") for c in cells or [] if isinstance(c, dict) and c.get("error")]
+    if not isinstance(cells, list) or errors:
+        detail = f"{errors[0].get('type')}: {str(errors[0].get('message'))[:300]}" if errors else "no answer"
+        raise AssertionError(f"the grader's helper functions could not be defined in your notebook's process ({detail})")
+
+
+# ------------------------------------------------------------------------- Exercise 1
+def _u_hat(student, u, w, what):
+    return tensor(student.call("planar_u_hat", u, w), what, shape=u.shape, dtype=u.dtype)
+
+
+def _reference_u_hat(u, w):
+    layer = Planar(len(u)).to(dtype=F64)
+    with torch.no_grad():
+        layer.u.copy_(u)
+        layer.w.copy_(w)
+        return layer.u_hat().detach()
+
+
+def test_planar_u_hat(student, seed):
+    # the visible case: w.u = 0, m(0) = -1 + log 2, so u_hat = [(log 2 - 1) / 2, 1]
+    what = "planar_u_hat(u=[0, 1], w=[2, 0], float32)"
+    got = _u_hat(student, torch.tensor([0.0, 1.0]), torch.tensor([2.0, 0.0]), what)
+    close(got, torch.tensor([(math.log(2) - 1) / 2, 1.0], dtype=F64), 1e-6, what)
+
+    gen = generator(seed, 202)
+    cases = []
+    for D in (1, 3, 6):
+        for scale in (0.3, 1.0, 4.0):
+            w = scale * torch.randn(D, generator=gen, dtype=F64)
+            u = 3 * torch.randn(D, generator=gen, dtype=F64)
+            cases.append((u, w, f"random u, w float64 ({D},), |w| ~ {scale}"))
+            cases.append((-5.0 * w / scale + 0.1 * u, w, f"float64 ({D},) with w.u far below -1"))
+    refs = [_reference_u_hat(u, w) for u, w, _ in cases]
+    for (u, w, label), ref in zip(cases, refs):
+        what = f"planar_u_hat({label})"
+        got = _u_hat(student, u, w, what)
+        close(got, ref, 1e-9 * max(1.0, ref.abs().max().item()), what + " against the reference")
+        # the constraint, and its exact value m(w.u)
+        wu_hat = torch.dot(w, got).item()
+        if not wu_hat > -1 - 1e-9:
+            raise AssertionError(f"{what}: w . u_hat = {wu_hat:.4f} < -1: the layer would not be invertible")
+        m = -1 + F.softplus(torch.dot(w, u)).item()
+        if not abs(wu_hat - m) < 1e-8:
+            raise AssertionError(f"{what}: w . u_hat = {wu_hat:.10f}, expected m(w . u) = -1 + softplus(w . u) = {m:.10f} "
+                                 "(tolerance 1e-8; check the squared norm)")
+
+        def perp(v, w=w):
+            return v - torch.dot(v, w) / torch.dot(w, w) * w
+
+        close(perp(got), perp(u), 1e-8, what + ": u_hat must keep the part of u orthogonal to w")
+
+    # differentiable in u and w
+    u, w, label = cases[0]
+    what = f"planar_u_hat({label}) with autograd, cotangent ones"
+    _, grads = student.call_grad("planar_u_hat", (u, w), wrt=(0, 1), cotangents=[torch.ones_like(u)])
+    for name, g in zip(("u", "w"), grads):
+        if g is None:
+            raise AssertionError(f"{what}: no gradient with respect to {name}: u_hat must be differentiable in u and w")
+        finite(tensor(g, f"{what}: d/d{name}", shape=u.shape), f"{what}: d/d{name}")
+    if not grads[1].abs().sum().item() > 0:
+        raise AssertionError(f"{what}: the gradient with respect to w is zero: u_hat must be differentiable in w")
+
+    # float32 inputs keep float32
+    u, w, label = cases[3]
+    what = f"planar_u_hat({label.replace('float64', 'float32')})"
+    got32 = _u_hat(student, u.float(), w.float(), what)
+    close(got32, refs[3], 1e-4, what + " against the float64 reference")
+
+
+# ------------------------------------------------------------------------- Exercise 2
+def _reference_map(z, u_hat, w, b):
+    layer = Planar(z.shape[1], constrain=False).to(dtype=F64)  # unconstrained: uses u_hat as given
+    with torch.no_grad():
+        layer.u.copy_(u_hat)
+        layer.w.copy_(w)
+        layer.b.copy_(b)
+        return layer.inverse(z.to(F64))
+
+
+def test_planar_map(student, seed):
+    # the visible case: first row w.z + b = 1, so x = [1 + 0.5 tanh 1, 0.5 tanh 1]; second row x = z
+    what = "planar_map(float32 (2, 2), u_hat=[0.5, 0.5], w=[1, 0], b=0.0)"
+    x = tensor(student.call("planar_map", torch.tensor([[1.0, 0.0], [0.0, 0.0]]), torch.tensor([0.5, 0.5]),
+                            torch.tensor([1.0, 0.0]), 0.0), what, shape=(2, 2), dtype=F32)
+    t1 = math.tanh(1.0)
+    close(x, torch.tensor([[1 + 0.5 * t1, 0.5 * t1], [0.0, 0.0]], dtype=F64), 1e-6, what)
+
+    gen = generator(seed, 303)
+    cases = []
+    for D in (1, 2, 5):
+        z = 2 * torch.randn(64, D, generator=gen, dtype=F64)
+        u_hat = torch.randn(D, generator=gen, dtype=F64)
+        w = torch.randn(D, generator=gen, dtype=F64)
+        b = torch.randn((), generator=gen, dtype=F64)
+        cases.append((z, u_hat, w, b, _reference_map(z, u_hat, w, b)[0]))
+    for z, u_hat, w, b, ref in cases:
+        D = z.shape[1]
+        what = f"planar_map(float64 (64, {D}), u_hat, w float64 ({D},), b float64 0-dim)"
+        got = tensor(student.call("planar_map", z, u_hat, w, b), what, shape=z.shape, dtype=F64)
+        close(got, ref, 1e-12, what + ": x = z + u_hat tanh(w.z + b)")
+
+    z, u_hat, w, b, ref = cases[1]
+    what = f"planar_map(float64 (64, 2), u_hat, w float64 (2,), b={b.item():.4f} a Python float)"
+    got = tensor(student.call("planar_map", z, u_hat, w, b.item()), what, shape=z.shape, dtype=F64)
+    close(got, ref, 1e-12, what + " (b may be a Python float)")
+
+    z, u_hat, w, b, ref = cases[2]
+    what = "planar_map(float32 (64, 5), u_hat, w float32 (5,), b float32 0-dim)"
+    got32 = tensor(student.call("planar_map", z.float(), u_hat.float(), w.float(), b.float()), what,
+                   shape=z.shape, dtype=F32)
+    close(got32, ref, 1e-5, what + " against the float64 reference")
+
+
+# ------------------------------------------------------------------------- Exercise 3
+def test_planar_log_det(student, seed):
+    # the visible case: at z = 0, b = 0, h'(0) = 1 and u_hat.w = 1, so log|1 + 1| = log 2
+    what = "planar_log_det(float32 zeros (3, 2), u_hat=[1, 0], w=[1, 1], b=0.0)"
+    ld = tensor(student.call("planar_log_det", torch.zeros(3, 2), torch.tensor([1.0, 0.0]), torch.tensor([1.0, 1.0]), 0.0),
+                what, shape=(3,), dtype=F32)
+    close(ld, torch.full((3,), math.log(2.0), dtype=F64), 1e-6, what + ": log 2")
+
+    gen = generator(seed, 404)
+    cases = []
+    for D, wu_target in ((1, 0.5), (2, -0.7), (3, 2.0), (2, -2.5), (4, -4.0)):
+        z = 1.5 * torch.randn(48, D, generator=gen, dtype=F64)
+        w = torch.randn(D, generator=gen, dtype=F64)
+        u_hat = torch.randn(D, generator=gen, dtype=F64)
+        u_hat = u_hat + (wu_target - torch.dot(w, u_hat)) * w / torch.dot(w, w)  # sets w.u_hat = wu_target
+        b = 0.5 * torch.randn((), generator=gen, dtype=F64)
+        _, ref = _reference_map(z, u_hat, w, b)
+        layer = Planar(D, constrain=False).to(dtype=F64)
+        with torch.no_grad():
+            layer.u.copy_(u_hat)
+            layer.w.copy_(w)
+            layer.b.copy_(b)
+        auto = jacobian_log_det(lambda v, layer=layer: layer.inverse(v)[0], z[:6]).detach()
+        cases.append((z, u_hat, w, b, ref, auto, wu_target))
+    # the unconstrained cases really have negative determinants at some of the test points
+    z, u_hat, w, b = cases[4][:4]
+    assert ((1 + (1 - torch.tanh(z @ w + b) ** 2) * torch.dot(u_hat, w)) < 0).any(), \
+        "grader: the w.u_hat = -4 case has no negative determinant"
+
+    for z, u_hat, w, b, ref, auto, wu in cases:
+        D = z.shape[1]
+        what = f"planar_log_det(float64 (48, {D}), w.u_hat = {wu})"
+        got = tensor(student.call("planar_log_det", z, u_hat, w, b), what, shape=(48,), dtype=F64)
+        finite(got, what + " (a log of a negative number? it is log|det|)")
+        close(got, ref, 1e-10, what + " against the reference")
+        close(got[:6], auto, 1e-8, what + ": against slogdet of the autograd Jacobian (first 6 rows)")
+
+    z, u_hat, w, b, ref = cases[2][:5]
+    what = "planar_log_det(float32 (48, 3), w.u_hat = 2.0)"
+    got32 = tensor(student.call("planar_log_det", z.float(), u_hat.float(), w.float(), b.float()), what,
+                   shape=(48,), dtype=F32)
+    close(got32, ref, 1e-4, what + " against the float64 reference")
+
+
+# ------------------------------------------------------------------------- Exercise 4
+def _std_normal(x):
+    return -0.5 * (x**2).sum(dim=1) - 0.5 * x.shape[1] * math.log(2 * math.pi)
+
+
+def _target(student, fn, name, D):
+    """log_target as a grader function: evaluated here, on the batches the student's code sends."""
+
+    def checked(x):
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() != 2 or x.shape[1] != D:
+            got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+            raise TypeError(f"log_target takes a floating-point batch of shape (N, {D}), got {got}")
+        with torch.no_grad():
+            return fn(x)
+
+    return student.function(checked, name=name)
+
+
+def _random_stack(K, D, gen):
+    return [(torch.randn(D, generator=gen, dtype=F64), torch.randn(D, generator=gen, dtype=F64),
+             0.5 * torch.randn((), generator=gen, dtype=F64)) for _ in range(K)]
+
+
+def _reference_kl(z0, params, log_target):  # flowlib's layers, applied in order
+    with torch.no_grad():
+        z, log_q = z0, _std_normal(z0)
+        for u, w, b in params:
+            layer = Planar(len(u)).to(dtype=F64)
+            layer.u.copy_(u)
+            layer.w.copy_(w)
+            layer.b.copy_(b)
+            z, ladj = layer.inverse(z)
+            log_q = log_q - ladj
+        return (log_q - log_target(z)).mean()
+
+
+_KL_HELPERS = '''
+def _grader_reverse_kl_flat(z0, log_target, *flat):
+    """planar_reverse_kl with the parameters passed flat (u1, w1, b1, u2, ...), for autograd."""
+    return planar_reverse_kl(z0, [tuple(flat[i:i + 3]) for i in range(0, len(flat), 3)], log_target)
+'''
+
+
+def test_planar_reverse_kl(student, seed):
+    # the visible case: u = 0, w = e1, z0 = 0: log q(0) - log N(0) = -log(log 2) = 0.36651...
+    what = "planar_reverse_kl(float32 zeros (4, 2), one layer u=0, w=[1, 0], b=0, log N(0, I))"
+    one_layer = [(torch.zeros(2), torch.tensor([1.0, 0.0]), torch.zeros(()))]
+    loss = tensor(student.call("planar_reverse_kl", torch.zeros(4, 2), one_layer, _target(student, _std_normal, "log N(0, I)", 2)),
+                  what, shape=(), dtype=F32)
+    close(loss, torch.tensor(-math.log(math.log(2)), dtype=F64), 1e-5, what + ": -log(log 2)")
+
+    gen = generator(seed, 505)
+    cases = []
+    for K, name in ((1, "U1"), (3, "U2"), (6, "U3"), (8, "U4")):
+        z0 = torch.randn(300, 2, generator=gen, dtype=F64)
+        params = _random_stack(K, 2, gen)
+        cases.append((z0, params, TEST_ENERGIES[name], name, _reference_kl(z0, params, TEST_ENERGIES[name])))
+    z5 = torch.randn(200, 5, generator=gen, dtype=F64)
+    p5 = _random_stack(4, 5, gen)
+    cases.append((z5, p5, _std_normal, "log N(0, I)", _reference_kl(z5, p5, _std_normal)))
+
+    got = []
+    for z0, params, fn, name, ref in cases:
+        N, D = z0.shape
+        what = f"planar_reverse_kl(float64 ({N}, {D}), {len(params)} layer(s) of float64 parameters, target {name})"
+        g = tensor(student.call("planar_reverse_kl", z0, params, _target(student, fn, name, D)), what, shape=(), dtype=F64)
+        close(g, ref, 1e-9 * max(1.0, abs(ref.item())), what + " (the mean over the samples of log q - log p~)")
+        got.append(g)
+
+    # order matters: reversing the stack changes the result
+    z0, params, fn, name, _ = cases[2]
+    rev_ref = _reference_kl(z0, params[::-1], fn)
+    what = f"planar_reverse_kl(float64 (300, 2), the {len(params)} layers in reverse order, target {name})"
+    g = tensor(student.call("planar_reverse_kl", z0, params[::-1], _target(student, fn, name, 2)), what, shape=(), dtype=F64)
+    close(g, rev_ref, 1e-9 * max(1.0, abs(rev_ref.item())), what + " (apply params[0] first)")
+
+    # differentiable in u, w and b
+    _define(student, _KL_HELPERS)
+    z0, params, fn, name, _ = cases[1]
+    flat = [t for layer in params for t in layer]
+    what = f"planar_reverse_kl(float64 (300, 2), {len(params)} layers, target {name}) with autograd in every u, w, b"
+    _, grads = student.call_grad("_grader_reverse_kl_flat", (z0, _target(student, fn, name, 2), *flat),
+                                 wrt=tuple(range(2, 2 + len(flat))), cotangents=[torch.tensor(1.0, dtype=F64)])
+    for i, g in enumerate(grads):
+        label = f"d loss / d {'uwb'[i % 3]} of layer {i // 3 + 1}"
+        if g is None:
+            raise AssertionError(f"{what}: no gradient for {label}: the loss must be differentiable in u, w and b")
+        finite(tensor(g, f"{what}: {label}", shape=flat[i].shape), f"{what}: {label}")
+    for i in (0, 1):
+        if not grads[i].abs().sum().item() > 0:
+            raise AssertionError(f"{what}: d loss / d {'uw'[i]} of layer 1 is zero: the loss must be differentiable in u and w")
+
+    # a property: against a normalised target (here N(0, I)) the loss is a KL, so >= 0 up to Monte-Carlo error
+    if not got[-1].item() > -0.05:
+        raise AssertionError(f"planar_reverse_kl(float64 (200, 5), 4 layers, target log N(0, I)) = {got[-1].item():.4f}: "
+                             "against a normalised target the loss is a KL divergence, >= 0 (allowed: -0.05 for Monte-Carlo error)")
