@@ -125,15 +125,21 @@ class GraderFunction:
     """A Python function of the grader's, passed to the student's code as an argument: the
     student's process gets a stand-in that sends its arguments here; this side evaluates it
     (so call counts and argument shapes are observed by the grader, not reported by the
-    student's process) and refuses calls past ``max_calls``."""
+    student's process) and refuses calls past ``max_calls``.
+
+    ``differentiable=True``: the stand-in is a ``torch.autograd.Function``; autograd in the
+    student's process sends the inputs and output cotangents of each backward pass here, and
+    :meth:`vjp` answers with the gradients of ``fn`` by the grader's autograd (first order only;
+    ``vjp_calls`` counts them). E.g. a score function whose Jacobian the student's code needs."""
 
     _names = itertools.count()
 
-    def __init__(self, fn: Callable, max_calls: int = 1000, name: str | None = None):
-        self.fn, self.max_calls = fn, max_calls
+    def __init__(self, fn: Callable, max_calls: int = 1000, name: str | None = None, differentiable: bool = False):
+        self.fn, self.max_calls, self.differentiable = fn, max_calls, differentiable
         self.name = name or getattr(fn, "__name__", "f")
-        self.wire_name = f"cb{next(self._names)}"
+        self.wire_name = f"{'dcb' if differentiable else 'cb'}{next(self._names)}"
         self.calls: list[tuple[tuple[int, ...], torch.dtype]] = []  # (shape, dtype) of each call's tensor
+        self.vjp_calls = 0
         self.refused = 0
 
     def __call__(self, args: list, kwargs: dict):
@@ -143,6 +149,32 @@ class GraderFunction:
         tensors = [a for a in args if isinstance(a, torch.Tensor)]
         self.calls.append((tuple(tensors[0].shape), tensors[0].dtype) if tensors else ((), None))
         return self.fn(*args, **kwargs)
+
+    def vjp(self, args: list, kwargs: dict, cotangents: list) -> list:
+        """Gradients of ``fn`` at ``args`` against the output ``cotangents`` (one per output tensor),
+        one entry per argument: a tensor for each floating-point tensor argument, else None."""
+        if not self.differentiable:
+            raise RuntimeError(f"{self.name} is not differentiable")
+        if self.vjp_calls >= self.max_calls:
+            self.refused += 1
+            raise RuntimeError(f"{self.name} was differentiated more than {self.max_calls} times in one call")
+        self.vjp_calls += 1
+        inputs = [a.detach().clone().requires_grad_(True) if isinstance(a, torch.Tensor) and a.is_floating_point() else a
+                  for a in args]
+        with torch.enable_grad():
+            out = self.fn(*inputs, **kwargs)
+        outs = list(_tensors(out))
+        if len(outs) != len(cotangents):
+            raise RuntimeError(f"{len(cotangents)} cotangents for {len(outs)} outputs of {self.name}")
+        pairs = [(o, c) for o, c in zip(outs, cotangents) if isinstance(c, torch.Tensor) and o.requires_grad]
+        wrt = [i for i, a in enumerate(inputs) if isinstance(a, torch.Tensor) and a.requires_grad]
+        grads: list = [None] * len(inputs)
+        if pairs and wrt:
+            found = torch.autograd.grad([o for o, _ in pairs], [inputs[i] for i in wrt],
+                                        [c.to(o.dtype) for o, c in pairs], allow_unused=True)
+            for i, g in zip(wrt, found):
+                grads[i] = g
+        return grads
 
 
 class Probe:
@@ -290,7 +322,12 @@ class Probe:
         try:
             if fn is None:
                 raise RuntimeError("unknown function")
-            value = fn(args, kwargs)
+            if "vjp" in req:  # a backward pass through a differentiable grader function
+                if not isinstance(req["vjp"], list):
+                    raise RuntimeError("malformed cotangents")
+                value = fn.vjp(args, kwargs, req["vjp"])
+            else:
+                value = fn(args, kwargs)
             reply = {"ok": True, "value": value}
         except Exception as exc:  # the grader's function refused or failed on the student's input
             reply = {"ok": False, "error": {"type": type(exc).__name__, "message": str(exc)[:500]}}
@@ -325,9 +362,11 @@ class Student:
             self.probe.start()
         return self.probe
 
-    def function(self, fn: Callable, max_calls: int = 1000, name: str | None = None) -> GraderFunction:
-        """A grader-side function to pass as an argument (e.g. the ``f`` of a root finder)."""
-        return GraderFunction(fn, max_calls, name)
+    def function(self, fn: Callable, max_calls: int = 1000, name: str | None = None,
+                 differentiable: bool = False) -> GraderFunction:
+        """A grader-side function to pass as an argument (e.g. the ``f`` of a root finder);
+        ``differentiable=True`` lets the student's autograd backpropagate through it."""
+        return GraderFunction(fn, max_calls, name, differentiable)
 
     def _request(self, msg: dict, what: str) -> dict:
         probe = self._ensure()
@@ -395,6 +434,13 @@ class Student:
     def seed(self, seed: int) -> None:
         """torch.manual_seed(seed) in the student's process (e.g. before a training call)."""
         self._request({"op": "seed", "seed": int(seed)}, f"torch.manual_seed({seed})")
+
+    def set_grad_enabled(self, mode: bool) -> None:
+        """torch.set_grad_enabled(mode) in the student's process, for the requests that follow
+        (e.g. ``False`` to check that a function also works inside ``torch.no_grad()``; set it
+        back in a ``finally``). A restarted process starts with gradients enabled."""
+        self._request({"op": "call", "target": "torch", "attr": "set_grad_enabled", "args": [bool(mode)],
+                       "kwargs": {}}, f"torch.set_grad_enabled({bool(mode)})")
 
     def state_dict(self, handle: wire.Handle) -> dict:
         what = f"{handle.type}.state_dict()"

@@ -110,11 +110,45 @@ def _to_device(v):
 def _callback(name: str):
     def callback(*args, **kwargs):
         send({"callback": name, "args": list(args), "kwargs": kwargs})
-        reply = recv()
-        if not isinstance(reply, dict) or not reply.get("ok"):
-            message = reply.get("error", {}).get("message", "the grader refused the call") if isinstance(reply, dict) else "bad reply"
-            raise RuntimeError(message)
-        return _to_device(reply.get("value"))
+        return _callback_reply()
+
+    callback.__name__ = callback.__qualname__ = name
+    if name.startswith("dcb"):  # a differentiable grader function (client.GraderFunction)
+        return _differentiable(name, callback)
+    return callback
+
+
+def _callback_reply():
+    reply = recv()
+    if not isinstance(reply, dict) or not reply.get("ok"):
+        message = reply.get("error", {}).get("message", "the grader refused the call") if isinstance(reply, dict) else "bad reply"
+        raise RuntimeError(message)
+    return _to_device(reply.get("value"))
+
+
+def _differentiable(name: str, plain):
+    """A grader function that autograd differentiates: the forward pass asks the grader for the
+    value, the backward pass sends the inputs and the output cotangents and gets the grader's
+    vector-Jacobian product (one gradient per positional argument, None for non-tensors)."""
+    import torch
+
+    class GraderFunction(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, kwargs, *args):
+            ctx.inputs = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
+            ctx.kwargs = kwargs
+            return plain(*ctx.inputs, **kwargs)
+
+        @staticmethod
+        def backward(ctx, *cotangents):
+            send({"callback": name, "vjp": list(cotangents), "args": ctx.inputs, "kwargs": ctx.kwargs})
+            grads = _callback_reply()
+            if not isinstance(grads, list) or len(grads) != len(ctx.inputs):
+                raise RuntimeError("the grader sent malformed gradients")
+            return (None, *grads)
+
+    def callback(*args, **kwargs):
+        return GraderFunction.apply(kwargs, *args)
 
     callback.__name__ = callback.__qualname__ = name
     return callback

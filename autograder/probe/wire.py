@@ -99,6 +99,8 @@ def tensor_bytes(t: torch.Tensor) -> bytes:
     flat = torch.Tensor.contiguous(torch.Tensor.reshape(torch.Tensor.cpu(torch.Tensor.detach(t)), (-1,)))
     if flat.numel() == 0:
         return b""
+    if torch.Tensor.stride(flat)[0] != 1:  # a one-element expanded tensor (t.expand(1)) keeps stride 0
+        flat = torch.Tensor.copy_(torch.empty(flat.shape, dtype=flat.dtype), flat)
     return torch.Tensor.numpy(torch.Tensor.view(flat, torch.uint8)).tobytes()
 
 
