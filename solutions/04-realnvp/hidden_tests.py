@@ -1,0 +1,423 @@
+"""Hidden tests of assignment 04, run by the grader (autograder/verdicts.py), never by students.
+
+One function per graded test cell, named by the cell's grade_id, called as ``fn(student, seed)``:
+``student`` calls the student's functions in the student's own process (autograder/probe),
+``seed`` is the grading seed, from which every random input and every random network weight is
+drawn. Expected answers are computed here, in the grader's process, with the real flowlib
+(``AffineCoupling``, ``Squeeze``, ``MultiScale``, ``Flow``). Conditioner networks are built in
+the student's process from flowlib's (unstubbed) ``MLPConditioner`` / ``ConvConditioner`` with
+the grader's weights loaded, so that autograd runs through them there; the transforms of a
+multi-scale stack are grader functions, evaluated here on what the student's code passes them.
+A function passes when it returns; any exception fails the cell with its message, which the
+student sees in the feedback. The visible tests of the notebook are repeated here: points come
+only from these functions.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+
+import torch
+from torch import nn
+
+from flowlib import Compose, Flow
+from flowlib.coupling import (AffineCoupling, ConvConditioner, Flatten, MLPConditioner, MultiScale, Squeeze,
+                              alternating_mask, channel_mask, checkerboard_mask)
+from flowlib.distributions import StandardNormal
+from probe.checks import case, close, generator, sequence, tensor
+
+F64, F32 = torch.float64, torch.float32
+
+#: flowlib references replaced by stubs that raise in the student's process
+STUB = [
+    "flowlib.coupling.AffineCoupling", "flowlib.coupling.AdditiveCoupling", "flowlib.coupling.checkerboard_mask",
+    "flowlib.coupling.Squeeze", "flowlib.coupling.MultiScale", "flowlib.core.Flow",
+    "flowlib.distributions.StandardNormal",
+]
+
+#: time limit per test cell in seconds (default: FLOWLIB_CELL_TIMEOUT, 120)
+TIMEOUTS: dict[str, float] = {}
+
+
+@contextlib.contextmanager
+def _torch_seed(seed: int, salt: int):
+    """torch's global generator seeded from the grading seed (for nn.Module initialisations),
+    restored afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1_000_003 * int(seed) + int(salt))
+        yield
+
+
+#: helpers defined in the student's process (names start with ``_grader_``): they only build
+#: the inputs the student's functions receive (flowlib modules); every answer is judged here
+_HELPERS = '''
+def _grader_new(_path, *args, **kwargs):
+    """An instance of flowlib's class `_path` (e.g. "flowlib.coupling.MLPConditioner")."""
+    import importlib
+    module, _, name = _path.rpartition(".")
+    return getattr(importlib.import_module(module), name)(*args, **kwargs)
+'''
+
+
+def _define(student, source: str = _HELPERS) -> None:
+    """Define the grader's helper functions in the student's process (again after a restart)."""
+    probe = student._ensure()
+    reply = probe.request({"op": "exec", "cells": [{"id": "grader helpers", "source": source}],
+                           "cell_timeout": 30.0}, timeout=min(60.0, student._left()))
+    cells = reply.get("cells") if isinstance(reply, dict) else None
+    errors = [c.get("error") for c in cells or [] if isinstance(c, dict) and c.get("error")]
+    if not isinstance(cells, list) or errors:
+        detail = f"{errors[0].get('type')}: {str(errors[0].get('message'))[:300]}" if errors else "no answer"
+        raise AssertionError(f"the grader's helper functions could not be defined in your notebook's process ({detail})")
+
+
+def _student_module(student, path: str, args: tuple, module: nn.Module, dtype: torch.dtype):
+    """A copy of the grader's ``module`` in the student's process: flowlib's class ``path``
+    built there with ``args``, cast to ``dtype``, moved to the student's device, the grader's
+    weights loaded. Returns its handle."""
+    _define(student)
+    h = student.new("_grader_new", path, *args)
+    h = student.method(h, "double" if dtype == F64 else "float")
+    h = student.method(h, "to", student.device)
+    student.load_state_dict(h, {k: v.detach().to(dtype) for k, v in module.state_dict().items()})
+    return h
+
+
+def _pair(student, what, name, *args, batch_shape, dtype):
+    out = sequence(student.call(name, *args), 2, what + ": return (output, ladj)")
+    y = tensor(out[0], what + ", output", shape=batch_shape, dtype=dtype)
+    ladj = tensor(out[1], what + ", ladj", shape=(batch_shape[0],), dtype=dtype)
+    return y, ladj
+
+
+def _jacobian_log_det(student, name, x, mask, cond, what):
+    """log|det| of the autograd Jacobian of the student's output (``name(x, mask, cond)[0]``)
+    with respect to ``x`` (batch, D), sample by sample: row j of every sample's Jacobian is
+    one backward pass in the student's process with the cotangent e_j."""
+    B, D = x.shape
+    rows = []
+    for j in range(D):
+        cot = torch.zeros(B, D, dtype=x.dtype)
+        cot[:, j] = 1
+        _, grads = student.call_grad(name, (x, mask, cond), wrt=(0,), cotangents=[cot, None])
+        if grads[0] is None:
+            raise AssertionError(f"{what}: the output does not depend on x by autograd")
+        rows.append(tensor(grads[0], f"{what}: d output[:, {j}] / dx by autograd", shape=(B, D), dtype=x.dtype))
+    return torch.linalg.slogdet(torch.stack(rows, dim=1))[1]
+
+
+class _Constant(nn.Module):
+    """The visible tests' conditioner: shift 1 and log-scale log 2 for every entry."""
+
+    def forward(self, h):
+        return torch.cat([torch.ones_like(h), torch.full_like(h, math.log(2.0))], dim=1)
+
+
+def _no_grad(fn):
+    def run(*args):
+        with torch.no_grad():
+            return fn(*args)
+
+    return run
+
+
+# ------------------------------------------------------------------------- Exercise 1
+def test_coupling_forward(student, seed):
+    # the visible case: float32, constant conditioner, entries 0 and 2 pass through
+    x = torch.tensor([[3.0, 5.0, 7.0, 9.0]])
+    mask = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    const = student.function(_no_grad(_Constant()), name="a constant conditioner (t = 1, s = log 2)")
+    what = "coupling_forward(float32 [[3, 5, 7, 9]], mask [1, 0, 1, 0], a constant conditioner (t = 1, s = log 2))"
+    z, ladj = _pair(student, what, "coupling_forward", x, mask, const, batch_shape=(1, 4), dtype=F32)
+    close(z, torch.tensor([[3.0, 2.0, 7.0, 4.0]]), 1e-5, what + ": z = [[3, 2, 7, 4]]")
+    close(ladj, torch.tensor([-2 * math.log(2.0)]), 1e-5, what + ": ladj = -2 log 2 (passed-through entries add 0)")
+
+    gen = generator(seed, 404)
+    with _torch_seed(seed, 404):
+        mlp = MLPConditioner(6, (16, 16), 12)
+        nn.init.normal_(mlp.last.weight, std=0.5)
+        nn.init.normal_(mlp.last.bias, std=0.5)
+        conv = ConvConditioner(2, 8, 4)
+        nn.init.normal_(conv.last.weight, std=0.3)
+        nn.init.normal_(conv.last.bias, std=0.3)
+    mlp64, conv64, mlp32 = mlp.to(F64), conv.to(F64), copy.deepcopy(mlp).to(F32)
+    x_vec = torch.randn(7, 6, generator=gen, dtype=F64)
+    x_img = torch.randn(3, 2, 4, 4, generator=gen, dtype=F64)
+    s_mlp = _student_module(student, "flowlib.coupling.MLPConditioner", (6, (16, 16), 12), mlp64, F64)
+    s_conv = _student_module(student, "flowlib.coupling.ConvConditioner", (2, 8, 4), conv64, F64)
+    cases = [(x_vec, alternating_mask(6, 1), mlp64, s_mlp, "alternating mask (6,) parity 1, an MLP conditioner"),
+             (x_vec, torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0, 0.0]), mlp64, s_mlp, "mask [1, 1, 0, 1, 0, 0], an MLP conditioner"),
+             (x_img, checkerboard_mask(4, 4, 0), conv64, s_conv, "checkerboard mask (1, 4, 4), a conv conditioner"),
+             (x_img, channel_mask(2, 1), conv64, s_conv, "channel mask (2, 1, 1), a conv conditioner")]
+    got = []
+    for xc, m, net, handle, label in cases:
+        with torch.no_grad():
+            z_ref, l_ref = AffineCoupling(m, net, scale_bound=None).to(F64)(xc)
+        what = f"coupling_forward({case(xc)}, {label})"
+        z, ladj = _pair(student, what, "coupling_forward", xc, m, handle, batch_shape=xc.shape, dtype=F64)
+        close(z, z_ref, 1e-10, what + ", z")
+        keep = m.to(F64).expand_as(xc) == 1
+        if not torch.equal(z[keep], xc[keep]):
+            raise AssertionError(f"{what}: entries with mask 1 must pass through exactly")
+        close(ladj, l_ref, 1e-10, what + ", ladj (sum -s over the transformed entries only)")
+        got.append(ladj)
+
+    # log|det| of the autograd Jacobian of the student's z, through the student-side conditioner
+    what = "coupling_forward(float64 (4, 6), alternating mask (6,) parity 1, an MLP conditioner)"
+    auto = _jacobian_log_det(student, "coupling_forward", x_vec[:4], alternating_mask(6, 1), s_mlp, what)
+    close(got[0][:4], auto, 1e-9, what + ": ladj against log|det| of the autograd Jacobian of z")
+
+    # the conditioner is given the masked input b * x only (observed here, by the grader)
+    seen = []
+
+    def recording(h):
+        seen.append(h.detach().clone())
+        with torch.no_grad():
+            return mlp64(h)
+
+    rec = student.function(recording, name="a recording MLP conditioner")
+    what = "coupling_forward(float64 (7, 6), alternating mask (6,) parity 0, a recording conditioner)"
+    sequence(student.call("coupling_forward", x_vec, alternating_mask(6, 0), rec), 2, what)
+    if not seen:
+        raise AssertionError(f"{what}: the conditioner was never called")
+    h = seen[0]
+    if tuple(h.shape) != tuple(x_vec.shape) or not torch.equal(h[:, 1::2], torch.zeros_like(h[:, 1::2])):
+        raise AssertionError(f"{what}: the conditioner must be given the masked input b * x only "
+                             f"(got shape {tuple(h.shape)}, nonzero entries where b = 0)")
+
+    # float32 inputs and conditioner keep float32
+    s_mlp32 = _student_module(student, "flowlib.coupling.MLPConditioner", (6, (16, 16), 12), mlp32, F32)
+    what = "coupling_forward(float32 (7, 6), alternating mask (6,) parity 0, a float32 MLP conditioner)"
+    z32, l32 = _pair(student, what, "coupling_forward", x_vec.float(), alternating_mask(6, 0), s_mlp32,
+                     batch_shape=(7, 6), dtype=F32)
+    with torch.no_grad():
+        z_ref, l_ref = AffineCoupling(alternating_mask(6, 0), mlp64, scale_bound=None).to(F64)(x_vec)
+    close(z32, z_ref, 1e-4, what + ", z", relative=True)
+    close(l32, l_ref, 1e-4, what + ", ladj", relative=True)
+
+
+# ------------------------------------------------------------------------- Exercise 2
+def test_coupling_inverse(student, seed):
+    # the visible case: the example of Exercise 1 backwards
+    z = torch.tensor([[3.0, 2.0, 7.0, 4.0]])
+    mask = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    const = student.function(_no_grad(_Constant()), name="a constant conditioner (t = 1, s = log 2)")
+    what = "coupling_inverse(float32 [[3, 2, 7, 4]], mask [1, 0, 1, 0], a constant conditioner (t = 1, s = log 2))"
+    x, ladj = _pair(student, what, "coupling_inverse", z, mask, const, batch_shape=(1, 4), dtype=F32)
+    close(x, torch.tensor([[3.0, 5.0, 7.0, 9.0]]), 1e-5, what + ": x = [[3, 5, 7, 9]]")
+    close(ladj, torch.tensor([2 * math.log(2.0)]), 1e-5, what + ": ladj = +2 log 2")
+
+    gen = generator(seed, 505)
+    with _torch_seed(seed, 505):
+        mlp = MLPConditioner(5, (16, 16), 10)
+        nn.init.normal_(mlp.last.weight, std=0.5)
+        nn.init.normal_(mlp.last.bias, std=0.5)
+        conv = ConvConditioner(1, 8, 2)
+        nn.init.normal_(conv.last.weight, std=0.3)
+    mlp, conv = mlp.to(F64), conv.to(F64)
+    x_vec = torch.randn(9, 5, generator=gen, dtype=F64)
+    x_img = torch.randn(2, 1, 6, 6, generator=gen, dtype=F64)
+    s_mlp = _student_module(student, "flowlib.coupling.MLPConditioner", (5, (16, 16), 10), mlp, F64)
+    s_conv = _student_module(student, "flowlib.coupling.ConvConditioner", (1, 8, 2), conv, F64)
+    cases = [(x_vec, alternating_mask(5, 0), mlp, s_mlp, "alternating mask (5,) parity 0, an MLP conditioner"),
+             (x_img, checkerboard_mask(6, 6, 1), conv, s_conv, "checkerboard mask (1, 6, 6) parity 1, a conv conditioner")]
+    got = []
+    for xc, m, net, handle, label in cases:
+        layer = AffineCoupling(m, net, scale_bound=None).to(F64)
+        with torch.no_grad():
+            zc, l_fwd = layer(xc)                 # the reference forward
+            _, l_ref = layer.inverse(zc)          # the reference inverse
+        what = f"coupling_inverse({case(zc)} = coupling_forward(x), {label})"
+        xr, ladj = _pair(student, what, "coupling_inverse", zc, m, handle, batch_shape=xc.shape, dtype=F64)
+        close(xr, xc, 1e-9, what + ": inverse(forward(x)) against x")
+        close(ladj, l_ref, 1e-10, what + ", ladj")
+        close(ladj, -l_fwd, 1e-10, what + ": ladj at z against minus the forward ladj at x")
+        got.append((zc, ladj))
+
+    zc, ladj = got[0]
+    what = "coupling_inverse(float64 (4, 5), alternating mask (5,) parity 0, an MLP conditioner)"
+    auto = _jacobian_log_det(student, "coupling_inverse", zc[:4], alternating_mask(5, 0), s_mlp, what)
+    close(ladj[:4], auto, 1e-9, what + ": ladj against log|det| of the autograd Jacobian of x")
+
+
+# ------------------------------------------------------------------------- Exercise 3
+def _call_on_cpu(student, name, *args, **kwargs):
+    """``student.call`` for a function whose spec puts its result on the CPU whatever the
+    device (a mask): the returned tensors must be CPU tensors."""
+    device = student.device
+    student.device = "cpu"
+    try:
+        return student.call(name, *args, **kwargs)
+    finally:
+        student.device = device
+
+
+def test_checkerboard(student, seed):
+    # the visible case: shape, dtype, the top-left corner
+    what = "checkerboard(3, 4)"
+    b = tensor(_call_on_cpu(student, "checkerboard", 3, 4), what + " (on the CPU)", shape=(1, 3, 4),
+               dtype=torch.get_default_dtype())
+    if b[0, 0, 0].item() != 1.0:
+        raise AssertionError(f"{what}: parity 0 passes pixel (0, 0): b[0, 0, 0] must be 1")
+    if b[0, 0, 1].item() != 0.0 or b[0, 1, 0].item() != 0.0:
+        raise AssertionError(f"{what}: the neighbours of (0, 0) are transformed: b[0, 0, 1] and b[0, 1, 0] must be 0")
+
+    sizes = [(1, 1), (2, 2), (5, 3), (8, 8), (4, 7)]
+    got = {}
+    for h, w in sizes:
+        for p in (0, 1):
+            what = f"checkerboard({h}, {w}, {p})"
+            ref = checkerboard_mask(h, w, p)
+            g = tensor(_call_on_cpu(student, "checkerboard", h, w, p), what + " (on the CPU)", shape=ref.shape,
+                       dtype=ref.dtype)
+            if not torch.equal(g, ref):
+                raise AssertionError(f"{what} is wrong: {g.tolist()}, expected {ref.tolist()}")
+            got[(h, w, p)] = g
+        if not torch.equal(got[(h, w, 0)] + got[(h, w, 1)], torch.ones(1, h, w)):
+            raise AssertionError(f"checkerboard({h}, {w}, 0) and checkerboard({h}, {w}, 1) must be complementary")
+    for bad in [dict(h=4, w=4, parity=2), dict(h=4, w=4, parity=-1), dict(h=0, w=4), dict(h=3, w=0)]:
+        student.raises(ValueError, "checkerboard", **bad)
+
+
+# ------------------------------------------------------------------------- Exercise 4
+def _squeeze(student, v):
+    B, C, H, W = v.shape
+    what = f"squeeze({case(v)})"
+    return tensor(student.call("squeeze", v), what, shape=(B, 4 * C, H // 2, W // 2), dtype=v.dtype), what
+
+
+def _unsqueeze(student, z):
+    B, C4, h, w = z.shape
+    what = f"unsqueeze({case(z)})"
+    return tensor(student.call("unsqueeze", z), what, shape=(B, C4 // 4, 2 * h, 2 * w), dtype=z.dtype), what
+
+
+def test_squeeze_round_trip(student, seed):
+    # the visible case: arange (2, 3, 4, 6), float32
+    x = torch.arange(2 * 3 * 4 * 6, dtype=F32).reshape(2, 3, 4, 6)
+    z, what = _squeeze(student, x)
+    back, what_back = _unsqueeze(student, z)
+    if not torch.equal(back, x):
+        raise AssertionError(f"{what_back} of {what}: unsqueeze(squeeze(x)) must give x back exactly")
+
+    gen = generator(seed, 606)
+    xs = [torch.randn(3, 1, 8, 8, generator=gen, dtype=F64), torch.randn(1, 2, 2, 6, generator=gen),
+          torch.randn(4, 4, 4, 4, generator=gen, dtype=F64)]
+    for v in xs:
+        o, what = _squeeze(student, v)
+        back, _ = _unsqueeze(student, o)
+        if not torch.equal(back, v):
+            raise AssertionError(f"{what}: unsqueeze(squeeze(x)) must give x back exactly")
+        B = v.shape[0]
+        # a permutation of each sample's entries: the same values per sample
+        if not torch.equal(o.reshape(B, -1).sort(dim=1).values, v.reshape(B, -1).sort(dim=1).values):
+            raise AssertionError(f"{what}: squeeze must only move entries (each sample keeps its values)")
+    zr = torch.randn(2, 8, 3, 5, generator=gen)
+    u, what = _unsqueeze(student, zr)
+    forth, _ = _squeeze(student, u)
+    if not torch.equal(forth, zr):
+        raise AssertionError(f"{what}: squeeze(unsqueeze(z)) must give z back exactly")
+    s1, _ = _squeeze(student, xs[0])
+    s2, _ = _squeeze(student, s1)
+    u1, _ = _unsqueeze(student, s2)
+    u2, _ = _unsqueeze(student, u1)
+    if not torch.equal(u2, xs[0]):
+        raise AssertionError("two squeezes then two unsqueezes of float64 (3, 1, 8, 8): the round trip fails")
+    for name, bad in [("squeeze", torch.zeros(2, 1, 3, 4)), ("squeeze", torch.zeros(2, 1, 4, 5)),
+                      ("squeeze", torch.zeros(4, 8)), ("unsqueeze", torch.zeros(2, 6, 2, 2)),
+                      ("unsqueeze", torch.zeros(8, 2, 2))]:
+        student.raises(ValueError, name, bad)
+
+
+def test_squeeze_layout(student, seed):
+    # the visible case: the labelled 4x4 example
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    expected = torch.tensor([[[0, 2], [8, 10]], [[1, 3], [9, 11]], [[4, 6], [12, 14]], [[5, 7], [13, 15]]],
+                            dtype=F32)
+    got, what = _squeeze(student, x)
+    if not torch.equal(got[0], expected):
+        raise AssertionError(f"squeeze of the labelled 4x4 array should be {expected.tolist()}, got {got[0].tolist()}")
+
+    gen = generator(seed, 707)
+    x = torch.randn(2, 3, 6, 4, generator=gen, dtype=F64)
+    zr = torch.randn(2, 8, 3, 2, generator=gen, dtype=F64)
+    ref_fwd, _ = Squeeze()(x)
+    ref_inv, _ = Squeeze().inverse(zr)
+    got_fwd, what = _squeeze(student, x)
+    if not torch.equal(got_fwd, ref_fwd):
+        raise AssertionError(f"{what} does not follow flowlib's layout (channel 4c + 2di + dj holds pixel (2i + di, 2j + dj))")
+    got_inv, what = _unsqueeze(student, zr)
+    if not torch.equal(got_inv, ref_inv):
+        raise AssertionError(f"{what} does not follow flowlib's layout (channel 4c + 2di + dj holds pixel (2i + di, 2j + dj))")
+
+
+# ------------------------------------------------------------------------- Exercise 5
+def _transform(student, T, name):
+    """A bijection of the grader's, called by the student's code as ``h, ladj = T(h)``."""
+    return student.function(_no_grad(T), name=name)
+
+
+class _Double(nn.Module):
+    """The visible test's transform: h = 2 h, log|det| = n log 2 for n entries."""
+
+    def forward(self, h):
+        return 2 * h, torch.full((h.shape[0],), h[0].numel() * math.log(2.0), dtype=h.dtype)
+
+
+class _Same(nn.Module):
+    def forward(self, h):
+        return h, torch.zeros(h.shape[0], dtype=h.dtype)
+
+
+def _noisy(layer):
+    nn.init.normal_(layer.conditioner.last.weight, std=0.2)
+    nn.init.normal_(layer.conditioner.last.bias, std=0.2)
+    return layer
+
+
+def _scale_block(c, h, w):  # checkerboard coupling, squeeze, channel coupling
+    return Compose(_noisy(AffineCoupling(checkerboard_mask(h, w, 0), ConvConditioner(c, 8))), Squeeze(),
+                   _noisy(AffineCoupling(channel_mask(4 * c, 1), ConvConditioner(4 * c, 8))))
+
+
+def test_multiscale_log_prob(student, seed):
+    # the visible case: [squeeze, double] on zeros (3, 1, 2, 2), float32: -2 log(pi)
+    x = torch.zeros(3, 1, 2, 2)
+    what = "multiscale_log_prob(float32 zeros (3, 1, 2, 2), [Squeeze, h -> 2h])"
+    lp = tensor(student.call("multiscale_log_prob", x, [_transform(student, Squeeze(), "Squeeze"),
+                                                          _transform(student, _Double(), "h -> 2h")]),
+                what, shape=(3,), dtype=F32)
+    close(lp[:1], torch.tensor([-2 * math.log(math.pi)]), 1e-5, what + ": log p = -2 log(pi)")
+
+    gen = generator(seed, 808)
+    with _torch_seed(seed, 808):
+        T1, T2 = _scale_block(1, 8, 8), _scale_block(2, 4, 4)        # (1,8,8)->(4,4,4); (2,4,4)->(8,2,2)
+        T3 = Compose(_noisy(AffineCoupling(checkerboard_mask(2, 2, 1), ConvConditioner(4, 8))))   # (4,2,2)->(4,2,2)
+    stack = MultiScale(T1, MultiScale(T2, Compose(T3, Flatten((4, 2, 2))), (8, 2, 2)), (4, 4, 4))
+    flow = Flow(StandardNormal(64), stack).to(F64)
+    x = torch.rand(5, 1, 8, 8, generator=gen, dtype=F64)
+    with torch.no_grad():
+        ref3 = flow.log_prob(x)
+        ref1 = Flow(StandardNormal(64), Compose(T1, Flatten((4, 4, 4)))).to(F64).log_prob(x)
+
+    what = "multiscale_log_prob(float64 (5, 1, 8, 8), three scales [T1, T2, T3])"
+    ts = [_transform(student, T, name) for T, name in ((T1, "T1"), (T2, "T2"), (T3, "T3"))]
+    got3 = tensor(student.call("multiscale_log_prob", x, ts), what, shape=(5,), dtype=F64)
+    close(got3, ref3, 1e-8, what + " (count every factored-out part, the last output and every log-det; "
+                                   "the FIRST half of the channels is factored out)")
+    what = "multiscale_log_prob(float64 (5, 1, 8, 8), a single transform [T1], no split)"
+    got1 = tensor(student.call("multiscale_log_prob", x, [_transform(student, T1, "T1")]), what, shape=(5,), dtype=F64)
+    close(got1, ref1, 1e-8, what)
+
+    T32 = [copy.deepcopy(T).to(F32) for T in (T1, T2, T3)]
+    what = "multiscale_log_prob(float32 (5, 1, 8, 8), three float32 scales [T1, T2, T3])"
+    got32 = tensor(student.call("multiscale_log_prob", x.float(),
+                                [_transform(student, T, f"T{i + 1}") for i, T in enumerate(T32)]),
+                   what, shape=(5,), dtype=F32)
+    close(got32, ref3, 1e-3, what)
+
+    student.raises(ValueError, "multiscale_log_prob", x, [])
+    # a 1-channel output cannot be split in half
+    same = [_transform(student, _Same(), "h -> h"), _transform(student, _Same(), "h -> h")]
+    student.raises(ValueError, "multiscale_log_prob", x, same)
