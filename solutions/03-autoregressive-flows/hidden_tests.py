@@ -1,0 +1,419 @@
+"""Hidden tests of assignment 03, run by the grader (autograder/verdicts.py), never by students.
+
+One function per graded test cell, named by the cell's grade_id, called as ``fn(student, seed)``:
+``student`` calls the student's functions in the student's own process (autograder/probe),
+``seed`` is the grading seed, from which every random input is drawn. Expected answers are
+computed here, in the grader's process, with the real flowlib (``MADE``, ``MAFLayer``,
+``IAF``, ``check_autoregressive``) on layers whose random weights are drawn from the seed.
+Conditioners are grader functions: the student's code calls them, they are evaluated here,
+and the grader counts the calls. The functions whose Jacobian ``is_lower_triangular``
+inspects must be differentiable in the student's process: they are plain-torch helpers
+defined there (``_define``) from weights chosen here. A function passes when it returns; any
+exception fails the cell with its message, which the student sees in the feedback. The
+visible tests of the notebook are repeated here: points come only from these functions.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+import flowlib
+from flowlib import StandardNormal
+from flowlib.autoregressive import IAF, MADE, MAFLayer, MaskedLinear
+from flowlib.testing import check_autoregressive
+from probe.checks import close, generator, sequence, tensor
+
+F64, F32 = torch.float64, torch.float32
+
+#: flowlib references replaced by stubs that raise in the student's process
+STUB = [
+    "flowlib.autoregressive.MADE", "flowlib.autoregressive.MaskedLinear", "flowlib.autoregressive.resolve_order",
+    "flowlib.autoregressive.MAFLayer", "flowlib.autoregressive.IAF", "flowlib.core.Flow", "flowlib.core.Inverse",
+    "flowlib.testing.check_autoregressive", "flowlib.testing.jacobian_log_det",
+]
+
+#: time limit per test cell in seconds (default: FLOWLIB_CELL_TIMEOUT, 120)
+TIMEOUTS: dict[str, float] = {}
+
+
+def _define(student, source: str) -> None:
+    """Define the grader's helper functions (plain torch, names starting with ``_grader_``) in
+    the student's process, where the student's code must differentiate them or receive a
+    CPU tensor. They only shape the inputs the student's functions receive; every answer is
+    still judged here."""
+    probe = student._ensure()
+    reply = probe.request({"op": "exec", "cells": [{"id": "grader helpers", "source": source}],
+                           "cell_timeout": 30.0}, timeout=min(60.0, student._left()))
+    cells = reply.get("cells") if isinstance(reply, dict) else None
+    errors = [c.get("error") for c in cells or [] if isinstance(c, dict) and c.get("error")]
+    if not isinstance(cells, list) or errors:
+        detail = f"{errors[0].get('type')}: {str(errors[0].get('message'))[:300]}" if errors else "no answer"
+        raise AssertionError(f"the grader's helper functions could not be defined in your notebook's process ({detail})")
+
+
+_HELPERS = '''
+def _grader_made_masks_tensor_order(order, hidden_sizes):
+    """made_masks with order given as a CPU torch tensor of ints."""
+    return made_masks(torch.tensor(order), hidden_sizes)
+
+
+def _grader_linear(W):
+    return lambda v: v @ W.T
+
+
+def _grader_scaled(c):
+    return lambda v: c * v
+
+
+def _grader_made_map(weights, biases, kind, flip=False):
+    """A MADE (masked weights given, ReLU) as a plain function: its mean or log-scale outputs,
+    or the MAF layer z = (x - mu) exp(-alpha) with alpha = 3 tanh(. / 3); flip reads and
+    returns the variables in reverse order."""
+    def f(v):
+        if flip:
+            v = v.flip(1)
+        h = v
+        for W, b in zip(weights[:-1], biases[:-1]):
+            h = torch.relu(h @ W.T + b)
+        p = (h @ weights[-1].T + biases[-1]).reshape(v.shape[0], v.shape[1], 2)
+        if kind == "mean":
+            out = p[..., 0]
+        elif kind == "log_scale":
+            out = p[..., 1]
+        else:
+            out = (v - p[..., 0]) * torch.exp(-3.0 * torch.tanh(p[..., 1] / 3.0))
+        return out.flip(1) if flip else out
+    return f
+
+
+def _grader_relu_gate():
+    def relu_gate(v):  # output 0 reads input 1 only where x_1 > 0
+        out = v.clone()
+        out[:, 0] = v[:, 0] + torch.relu(v[:, 1])
+        return out
+    return relu_gate
+'''
+
+
+def _layer(cls, D, seed, salt, order=None, hidden=(16, 16)):
+    """A MAFLayer or IAF with flowlib's initialisation under a seed moved by the grading seed,
+    every parameter then perturbed (the fresh layer is the identity); float64."""
+    gen = generator(seed, salt)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1_000_003 * int(seed) + salt)
+        layer = cls(D, hidden, order=order)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.5 * torch.randn(p.shape, generator=gen))
+    return layer.to(F64)
+
+
+def _conditioner(student, params, D, name, dtype=F64, max_calls=1000):
+    """A conditioner as a grader function: ``params(v) -> (mu, alpha)`` evaluated here, in
+    float64, on the batches the student's code sends; ``dtype`` is the dtype it takes and returns."""
+
+    def checked(v):
+        if not isinstance(v, torch.Tensor) or v.dtype != dtype or v.dim() != 2 or v.shape[1] != D:
+            got = f"{str(v.dtype).replace('torch.', '')} {tuple(v.shape)}" if isinstance(v, torch.Tensor) else type(v).__name__
+            raise TypeError(f"the conditioner takes a {str(dtype).replace('torch.', '')} batch of shape (batch, {D}), got {got}")
+        with torch.no_grad():
+            mu, alpha = params(v.to(F64))
+        return mu.to(dtype), alpha.to(dtype)
+
+    return student.function(checked, max_calls=max_calls, name=name)
+
+
+def _constant(v):  # mu = 1, alpha = log 2: x = 1 + 2 z
+    return torch.ones_like(v), torch.full_like(v, math.log(2.0))
+
+
+def _shift(v):  # mu_k = v_{k-1} (mu_1 = 0), alpha = 0
+    return torch.cat([torch.zeros_like(v[:, :1]), v[:, :-1]], dim=1), torch.zeros_like(v)
+
+
+# ------------------------------------------------------------------------- Exercise 1
+def _reference_masks(order, hidden):
+    made = MADE(len(order), tuple(hidden), order=order, n_params=1)
+    return [m.mask.clone() for m in made.hidden_net if isinstance(m, MaskedLinear)] + [made.output.mask.clone()]
+
+
+def _as_masks(value, what, n=None):
+    if not isinstance(value, (list, tuple)):
+        raise AssertionError(f"{what}: return a list of masks, got {type(value).__name__}")
+    if n is not None and len(value) != n:
+        raise AssertionError(f"{what}: expected {n} masks (one per hidden layer, plus the output mask), got {len(value)}")
+    try:
+        return [torch.as_tensor(m).detach().cpu().float() for m in value]
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise AssertionError(f"{what}: the masks must be tensors of 0.0 and 1.0 ({exc})") from None
+
+
+def _compare_masks(got, ref, what):
+    for i, (gm, rm) in enumerate(zip(got, ref)):
+        if tuple(gm.shape) != tuple(rm.shape):
+            raise AssertionError(f"{what}: mask {i} has shape {tuple(gm.shape)}, expected {tuple(rm.shape)}")
+        if not torch.equal(gm, rm):
+            raise AssertionError(f"{what}: mask {i} differs from MADE's in {int((gm != rm).sum())} entries "
+                                 "(check the degrees and <= / <)")
+
+
+def test_made_masks(student, seed):
+    # the visible case: D = 3, natural order, one hidden layer of 2 units
+    what = "made_masks([0, 1, 2], [2])"
+    masks = _as_masks(student.call("made_masks", [0, 1, 2], [2]), what, 2)
+    _compare_masks(masks, [torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]]),
+                           torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])], what)
+
+    cases = [([0, 1, 2, 3, 4], [8, 8]), ([4, 3, 2, 1, 0], [3]), ([2, 0, 4, 1, 3], [7, 4, 9]),
+             ([1, 0], [1, 5]), ([0], [3]), ([5, 2, 0, 3, 1, 4], [12])]
+    gen = generator(seed, 303)
+    cases.append((torch.randperm(7, generator=gen).tolist(), [10, 6]))
+    for order, hidden in cases:
+        ref = _reference_masks(order, hidden)
+        what = f"made_masks({order}, {hidden})"
+        _compare_masks(_as_masks(student.call("made_masks", order, hidden), what, len(ref)), ref, what)
+
+    # order as a (CPU) tensor of ints, hidden sizes as a tuple
+    _define(student, _HELPERS)
+    what = "made_masks(torch.tensor([2, 0, 1]), (4,))"
+    ref = _reference_masks([2, 0, 1], [4])
+    got = _as_masks(student.call("_grader_made_masks_tensor_order", [2, 0, 1], (4,)), what, len(ref))
+    _compare_masks(got[-1:], ref[-1:], what + ", the output mask")
+
+    for bad in ([0, 0, 1], [0, 2], [1, 2, 3], []):
+        student.raises(ValueError, "made_masks", bad, [4])
+
+
+def test_made_masks_autoregressive(student, seed):
+    # the visible case: natural order, hidden layers of at least D - 1 units: output k is
+    # reachable from exactly the inputs j < k (strictly lower triangular)
+    what = "made_masks([0, 1, 2, 3], [6, 6])"
+    masks = _as_masks(student.call("made_masks", [0, 1, 2, 3], [6, 6]), what, 3)
+    paths = _paths(masks, what, 4, [6, 6])
+    expected = torch.ones(4, 4).tril(diagonal=-1).bool()
+    if not torch.equal(paths > 0, expected):
+        raise AssertionError(f"{what}: the connectivity (product of the masks) should be strictly lower triangular, "
+                             f"got {(paths > 0).int().tolist()}")
+
+    gen = generator(seed, 313)
+    for D, hidden in [(5, [8, 8]), (6, [5, 11, 7]), (3, [2]), (7, [6])]:
+        order = torch.randperm(D, generator=gen).tolist()
+        what = f"made_masks({order}, {hidden})"
+        ms = _as_masks(student.call("made_masks", order, hidden), what, len(hidden) + 1)
+        pos = torch.empty(D, dtype=torch.long)
+        pos[torch.tensor(order)] = torch.arange(D)
+        allowed = pos[None, :] < pos[:, None]
+        paths = _paths(ms, what, D, hidden)
+        bad = (paths > 0) & ~allowed
+        if bad.any():
+            k, j = (int(i) for i in bad.nonzero()[0])
+            raise AssertionError(f"{what}: output {k} can see input {j}, which is not before it in the order")
+        if min(hidden) >= D - 1 and not torch.equal(paths > 0, allowed):
+            raise AssertionError(f"{what}: some allowed connections are missing (output k must see every input before it)")
+        # a masked tanh MLP with random weights is autoregressive by autograd
+        Ws = [torch.randn(m.shape, generator=gen, dtype=F64) * m.double() for m in ms]
+
+        def mlp(v, Ws=Ws):
+            for W in Ws[:-1]:
+                v = torch.tanh(v @ W.T)
+            return v @ Ws[-1].T
+
+        x = torch.randn(3, D, generator=gen, dtype=F64)
+        try:
+            check_autoregressive(mlp, x, order=order)
+        except AssertionError as exc:
+            raise AssertionError(f"{what}, a tanh MLP with these masks and random weights: {exc}") from None
+
+
+def _paths(masks, what, D, hidden):
+    shapes = [(h, p) for h, p in zip(list(hidden) + [D], [D] + list(hidden))]
+    for i, (m, s) in enumerate(zip(masks, shapes)):
+        if tuple(m.shape) != s:
+            raise AssertionError(f"{what}: mask {i} has shape {tuple(m.shape)}, expected {s}")
+    paths = masks[0]
+    for m in masks[1:]:
+        paths = m @ paths
+    return paths
+
+
+# ------------------------------------------------------------------------- Exercise 2
+def test_maf_log_prob(student, seed):
+    # the visible case: a constant conditioner mu = 1, alpha = log 2 makes x = 1 + 2 z, i.e. N(1, 4 I)
+    what = "maf_log_prob(float32 [[1, 1], [3, -1]], conditioner mu = 1, alpha = log 2)"
+    lp = tensor(student.call("maf_log_prob", torch.tensor([[1.0, 1.0], [3.0, -1.0]]),
+                             _conditioner(student, _constant, 2, "constant conditioner", F32)), what, shape=(2,), dtype=F32)
+    close(lp, torch.tensor([-3.2241714, -4.2241714], dtype=F64), 1e-5, what + ": log p = [-3.2241714, -4.2241714]")
+
+    gen = generator(seed, 404)
+    for D, salt in [(5, 1), (2, 2), (1, 3), (8, 4)]:
+        layer = _layer(MAFLayer, D, seed, salt)
+        xs = 1.5 * torch.randn(64, D, generator=gen, dtype=F64)
+        with torch.no_grad():
+            ref = flowlib.Flow(StandardNormal(D), layer).to(F64).log_prob(xs)
+        cond = _conditioner(student, layer._params, D, "a random MADE conditioner")
+        what = f"maf_log_prob(float64 (64, {D}), a random MADE conditioner)"
+        got = tensor(student.call("maf_log_prob", xs, cond), what, shape=(64,), dtype=F64)
+        close(got, ref, 1e-9, what + " against flowlib's MAF (check z, the log-det and its sign)")
+        if len(cond.calls) != 1:
+            raise AssertionError(f"{what}: the conditioner was called {len(cond.calls)} times: the density needs one pass")
+        if D == 5:
+            case5 = (layer, xs, ref)
+
+    layer, xs, ref = case5
+    what = "maf_log_prob(float32 (64, 5), a random MADE conditioner taking and returning float32)"
+    got32 = tensor(student.call("maf_log_prob", xs.float(), _conditioner(student, layer._params, 5, "a float32 conditioner", F32)),
+                   what, shape=(64,), dtype=F32)
+    # relative: with random weights log p reaches |1e4| on some grading seeds, where float32 keeps ~7 digits
+    close(got32, ref, 1e-5, what + " against the float64 reference, relative to 1 + |log p|", relative=True)
+
+
+# ------------------------------------------------------------------------- Exercise 3
+def test_maf_sample(student, seed):
+    # the visible cases: mu_k = x_{k-1}, alpha = 0 gives x = cumsum(z) and log|det| = 0;
+    # a constant conditioner mu = 1, alpha = log 2 gives x = 1 + 2 z and log|det| = D log 2
+    what = "maf_sample(float32 ones (2, 3), conditioner mu_k = x_{k-1}, alpha = 0)"
+    x, ladj = sequence(student.call("maf_sample", torch.ones(2, 3), _conditioner(student, _shift, 3, "shift", F32)), 2, what)
+    tensor(x, what + ", x", shape=(2, 3), dtype=F32)
+    tensor(ladj, what + ", ladj", shape=(2,), dtype=F32)
+    close(x, torch.tensor([[1.0, 2.0, 3.0]] * 2, dtype=F64), 1e-5, what + ": x = cumsum(z) = [1, 2, 3]")
+    close(ladj, torch.zeros(2, dtype=F64), 0.0, what + ": log|det dx/dz| = 0")
+    what = "maf_sample(float32 zeros (1, 2), conditioner mu = 1, alpha = log 2)"
+    x, ladj = sequence(student.call("maf_sample", torch.zeros(1, 2), _conditioner(student, _constant, 2, "constant", F32)), 2, what)
+    close(tensor(x, what + ", x", shape=(1, 2), dtype=F32), torch.ones(1, 2, dtype=F64), 1e-5, what + ": x = 1")
+    close(tensor(ladj, what + ", ladj", shape=(1,), dtype=F32), torch.tensor([2 * math.log(2.0)], dtype=F64), 1e-6,
+          what + ": log|det dx/dz| = 2 log 2")
+
+    gen = generator(seed, 505)
+    for D, salt in [(5, 11), (2, 12), (1, 13), (7, 14)]:
+        layer = _layer(MAFLayer, D, seed, salt)
+        zs = torch.randn(32, D, generator=gen, dtype=F64)
+        with torch.no_grad():
+            x_ref, ladj_ref = layer.inverse(zs)
+        cond = _conditioner(student, layer._params, D, "a random MADE conditioner")
+        what = f"maf_sample(float64 (32, {D}), a random MADE conditioner)"
+        x, ladj = sequence(student.call("maf_sample", zs, cond), 2, what)
+        tensor(x, what + ", x", shape=zs.shape, dtype=F64)
+        tensor(ladj, what + ", ladj", shape=(32,), dtype=F64)
+        close(x, x_ref, 1e-8, what + ", x against flowlib's MAF inverse (one pass is not enough)")
+        # round trip through the density direction: (x - mu(x)) exp(-alpha(x)) = z
+        with torch.no_grad():
+            mu, alpha = layer._params(x)
+        close((x - mu) * torch.exp(-alpha), zs, 1e-8, what + ": the density direction (x - mu(x)) exp(-alpha(x)) does not give back z")
+        close(ladj, ladj_ref, 1e-8, what + ", log|det dx/dz| (it is +sum alpha, from a pass with exact x_<k)")
+        if len(cond.calls) > D + 1:
+            raise AssertionError(f"{what}: {len(cond.calls)} conditioner calls for D = {D}: use D passes")
+
+
+# ------------------------------------------------------------------------- Exercise 4
+def test_iaf_sample(student, seed):
+    # the visible case: mu_k = z_{k-1}, alpha = 0 gives x_k = z_k - z_{k-1}, log q = log N(z)
+    shift = _conditioner(student, _shift, 3, "shift", F32)
+    what = "iaf_sample(float32 [[1, 2, 3]], conditioner mu_k = z_{k-1}, alpha = 0)"
+    x, log_q = sequence(student.call("iaf_sample", torch.tensor([[1.0, 2.0, 3.0]]), shift), 2, what)
+    close(tensor(x, what + ", x", shape=(1, 3), dtype=F32), torch.ones(1, 3, dtype=F64), 1e-5, what + ": x = [1, 1, 1]")
+    close(tensor(log_q, what + ", log_q", shape=(1,), dtype=F32), torch.tensor([-9.7568156], dtype=F64), 1e-5,
+          what + ": log q = log N(z) = -9.7568156")
+    if len(shift.calls) != 1:
+        raise AssertionError(f"{what}: the conditioner was called {len(shift.calls)} times: IAF sampling is one pass")
+
+    gen = generator(seed, 606)
+    for D, salt in [(5, 21), (2, 22), (1, 23), (6, 24)]:
+        layer = _layer(IAF, D, seed, salt)
+        zs = torch.randn(32, D, generator=gen, dtype=F64)
+        with torch.no_grad():
+            x_ref, ladj = layer.inverse(zs)  # noise -> data, one pass
+            log_q_ref = StandardNormal(D).to(F64).log_prob(zs) - ladj
+            log_q_slow = flowlib.Flow(StandardNormal(D), layer).to(F64).log_prob(x_ref)  # D passes
+        assert (log_q_slow - log_q_ref).abs().max().item() < 1e-8, "grader: the IAF reference is inconsistent"
+        cond = _conditioner(student, layer.bijection._params, D, "a random MADE conditioner")
+        what = f"iaf_sample(float64 (32, {D}), a random MADE conditioner)"
+        x, log_q = sequence(student.call("iaf_sample", zs, cond), 2, what)
+        tensor(x, what + ", x", shape=zs.shape, dtype=F64)
+        tensor(log_q, what + ", log_q", shape=(32,), dtype=F64)
+        close(x, x_ref, 1e-9, what + ", x against flowlib's IAF (the conditioner reads z, not x)")
+        close(log_q, log_q_ref, 1e-9, what + ", log q (log N(z) minus log|det dx/dz|)")
+        if len(cond.calls) != 1:
+            raise AssertionError(f"{what}: the conditioner was called {len(cond.calls)} times: IAF sampling is one pass")
+        if D == 5:
+            case5 = (layer, zs, log_q_ref)
+
+    layer, zs, log_q_ref = case5
+    what = "iaf_sample(float32 (32, 5), a random MADE conditioner taking and returning float32)"
+    x32, log_q32 = sequence(student.call("iaf_sample", zs.float(),
+                                         _conditioner(student, layer.bijection._params, 5, "a float32 conditioner", F32)), 2, what)
+    tensor(x32, what + ", x", dtype=F32)
+    tensor(log_q32, what + ", log_q", shape=(32,), dtype=F32)
+    close(log_q32, log_q_ref, 1e-3, what + ", log q against the float64 reference")
+
+
+# ------------------------------------------------------------------------- Exercise 5
+def _made_weights(made):
+    """The masked weights and biases of a flowlib MADE, in order (hidden layers, then output)."""
+    layers = [m for m in made.hidden_net if isinstance(m, MaskedLinear)] + [made.output]
+    with torch.no_grad():
+        return [(m.weight * m.mask).detach().clone() for m in layers], [m.bias.detach().clone() for m in layers]
+
+
+def test_is_lower_triangular(student, seed):
+    _define(student, _HELPERS)
+
+    def lower(fn, x, what, **kwargs):
+        got = student.call("is_lower_triangular", fn, x, **kwargs)
+        if not isinstance(got, bool):
+            raise AssertionError(f"{what}: return a Python bool, got {type(got).__name__}")
+        return got
+
+    # the visible cases: linear maps x -> x W^T, whose Jacobian is W
+    W = torch.tensor([[1.0, 0.0, 0.0], [2.0, 3.0, 0.0], [4.0, 5.0, 6.0]])
+    x = torch.randn(2, 3, generator=generator(seed, 700))
+    visible = [("a lower-triangular W", student.call("_grader_linear", W), {}, True),
+               ("a lower-triangular W with a non-zero diagonal, strict=True", student.call("_grader_linear", W),
+                {"strict": True}, False),
+               ("W^T, upper triangular", student.call("_grader_linear", W.T.contiguous()), {}, False)]
+    for label, fn, kwargs, want in visible:
+        what = f"is_lower_triangular(x -> x W^T for {label}, float32 (2, 3))"
+        got = lower(fn, x, what, **kwargs)
+        if got is not want:
+            raise AssertionError(f"{what}: expected {want}, got {got}")
+
+    gen = generator(seed, 707)
+    x5 = torch.randn(4, 5, generator=gen, dtype=F64)
+    Wl = torch.randn(5, 5, generator=gen, dtype=F64).tril(-1)
+    W_up = Wl.clone()
+    W_up[1, 3] = 0.25
+    W_tiny = Wl.clone()
+    W_tiny[0, 4] = 1e-13
+    maf_nat, maf_rev = _layer(MAFLayer, 5, seed, 1), _layer(MAFLayer, 5, seed, 2, order="reversed")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1_000_003 * int(seed) + 3)
+        made = MADE(5, (16, 16), n_params=2).to(F64)
+    nat_w, nat_b = _made_weights(maf_nat.made)
+    rev_w, rev_b = _made_weights(maf_rev.made)
+    made_w, made_b = _made_weights(made)
+    x_gate = torch.tensor([[0.3, -1.0, 0.2], [0.1, -0.5, 0.4], [-0.2, 0.7, 1.0]], dtype=F64)
+
+    cases = [
+        ("x -> x W^T with W strictly lower triangular, strict=True", ("_grader_linear", Wl), x5, {"strict": True}, True),
+        ("x -> x W^T with one entry of W above the diagonal", ("_grader_linear", W_up), x5, {}, False),
+        ("x -> x W^T with an entry 1e-13 above the diagonal (below atol)", ("_grader_linear", W_tiny), x5, {}, True),
+        ("x -> 2 x, strict=True", ("_grader_scaled", 2.0), x5, {"strict": True}, False),
+        ("x -> 2 x", ("_grader_scaled", 2.0), x5, {}, True),
+        ("a MAF layer, natural order", ("_grader_made_map", nat_w, nat_b, "maf"), x5, {}, True),
+        ("a MAF layer, reversed order", ("_grader_made_map", rev_w, rev_b, "maf"), x5, {}, False),
+        ("a MAF layer, reversed order, read reversed", ("_grader_made_map", rev_w, rev_b, "maf", True), x5, {}, True),
+        ("a MADE's means, strict=True", ("_grader_made_map", made_w, made_b, "mean"), x5, {"strict": True}, True),
+        ("a MADE's log-scales, strict=True", ("_grader_made_map", made_w, made_b, "log_scale"), x5, {"strict": True}, True),
+        ("a relu gate, x_1 < 0 at the first rows only", ("_grader_relu_gate",), x_gate, {}, False),
+        ("a relu gate, x_1 < 0 everywhere", ("_grader_relu_gate",), x_gate[:2], {}, True),
+        ("x -> x W^T in float32 with W strictly lower triangular, strict=True", ("_grader_linear", Wl.float()), x5.float(),
+         {"strict": True}, True),
+    ]
+    for label, (maker, *margs), xs, kwargs, want in cases:
+        fn = student.call(maker, *margs)
+        what = f"is_lower_triangular({label}, x {str(xs.dtype).replace('torch.', '')} {tuple(xs.shape)})"
+        got = lower(fn, xs, what, **kwargs)
+        if got is not want:
+            raise AssertionError(f"{what}: expected {want}, got {got}")
+
+    student.raises(ValueError, "is_lower_triangular", student.call("_grader_scaled", 1.0), torch.zeros(5, dtype=F64))
