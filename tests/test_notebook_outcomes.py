@@ -96,11 +96,11 @@ def nb01_fit_three_bumps(seed: int, weaker: bool = False) -> dict:
 
 
 # --------------------------------------------------------------------------- 05 dequantization
-@outcome("solutions/05-dequantization: test_dequantize (hidden)",
+@outcome("solutions/05-dequantization/hidden_tests.py: test_dequantize (offsets)",
          [Check("mean_err", "<", 0.1, "|mean of the offsets u - 1/2|, worst of 3 cases (1500 to 4096 values)"),
           Check("var_err", "<", 0.025, "|variance of the offsets u - 1/12|, worst of 3 cases")],
          weaker="offsets of half the cell width (u / 2)",
-         extra={"asg": "05-dequantization", "cell": "test_dequantize",
+         extra={"asg": "05-dequantization", "file": "hidden_tests.py",
                 "snippet": "abs(off.mean().item() - 0.5) < 0.1 and abs(off.var().item() - 1 / 12) < 0.025"})
 def nb05_dequantize_offsets(seed: int, weaker: bool = False) -> dict:
     from flowlib.dequantization import uniform_dequantize
@@ -108,8 +108,9 @@ def nb05_dequantize_offsets(seed: int, weaker: bool = False) -> dict:
     mean_err = var_err = 0.0
     for s, n_bins, shape, dtype in [(11, 17, (64, 1, 8, 8), torch.float64), (12, 256, (32, 3, 4, 4), torch.float32),
                                     (13, 2, (500, 3), torch.float64)]:
-        xi = torch.randint(n_bins, shape, generator=seeded(seed, s))
-        y = uniform_dequantize(xi, n_bins, generator=seeded(seed, s + 100), dtype=dtype)
+        # hidden_tests.py draws from autograder/probe/checks.py's generator(seed, s) and (seed, s + 100)
+        xi = torch.randint(n_bins, shape, generator=torch.Generator().manual_seed(1_000_003 * seed + s))
+        y = uniform_dequantize(xi, n_bins, generator=torch.Generator().manual_seed(1_000_003 * seed + s + 100), dtype=dtype)
         off = (y.double() * n_bins - xi.double()).flatten()
         off = off / 2 if weaker else off
         mean_err, var_err = max(mean_err, abs(off.mean().item() - 0.5)), max(var_err, abs(off.var().item() - 1 / 12))
@@ -125,25 +126,27 @@ def _toy_bound(seed: int, shift: float = 0.0):
     exact = torch.log(torch.special.ndtr(((k + 1) / 4 - 0.45) / 0.15) - torch.special.ndtr((k / 4 - 0.45) / 0.15))
     reps = 3000
     with torch.no_grad():
-        ll = dequantized_log_likelihood(toy, torch.arange(4)[:, None].repeat(reps, 1), 4, generator=seeded(seed, 46)).reshape(reps, 4)
+        # hidden_tests.py seeds the student's generator like autograder/probe/checks.py's generator(seed, 46)
+        ll = dequantized_log_likelihood(toy, torch.arange(4)[:, None].repeat(reps, 1), 4,
+                                        generator=torch.Generator().manual_seed(1_000_003 * seed + 46)).reshape(reps, 4)
     ll = ll + shift
     mean, stderr = ll.mean(0), ll.std(0) / math.sqrt(reps)
     return mean, stderr, exact
 
 
-@outcome("solutions/05-dequantization: test_dequantized_log_likelihood (hidden)",
+@outcome("solutions/05-dequantization/hidden_tests.py: test_dequantized_log_likelihood (bound below exact)",
          [Check("z_above", "<", 4.0, "max over the 4 bins of (bound - exact log P) / standard error, 3000 draws (a 4-sigma test)", kind="z")],
          weaker="the bound with -D log(n_bins - 1) for -D log n_bins (log(4/3) too high)",
-         extra={"asg": "05-dequantization", "cell": "test_dequantized_log_likelihood", "snippet": "(mean <= exact + 4 * stderr).all()"})
+         extra={"asg": "05-dequantization", "file": "hidden_tests.py", "snippet": "(mean <= exact + 4 * stderr).all()"})
 def nb05_bound_below_exact(seed: int, weaker: bool = False) -> dict:
     mean, stderr, exact = _toy_bound(seed, math.log(4 / 3) if weaker else 0.0)
     return {"z_above": ((mean - exact) / stderr).max().item()}
 
 
-@outcome("solutions/05-dequantization: test_dequantized_log_likelihood (hidden)",
+@outcome("solutions/05-dequantization/hidden_tests.py: test_dequantized_log_likelihood (bound close to exact)",
          [Check("gap", "<", 1.2, "max over the 4 bins of exact log P - bound (nats)")],
          weaker="the bound with the log-determinant of y = (x + u) / n_bins counted twice (log 4 too low)",
-         extra={"asg": "05-dequantization", "cell": "test_dequantized_log_likelihood", "snippet": "(mean > exact - 1.2).all()"})
+         extra={"asg": "05-dequantization", "file": "hidden_tests.py", "snippet": "(mean > exact - 1.2).all()"})
 def nb05_bound_close_to_exact(seed: int, weaker: bool = False) -> dict:
     mean, _, exact = _toy_bound(seed, -math.log(4) if weaker else 0.0)
     return {"gap": (exact - mean).max().item()}
