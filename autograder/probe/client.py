@@ -435,6 +435,17 @@ class Student:
         """torch.manual_seed(seed) in the student's process (e.g. before a training call)."""
         self._request({"op": "seed", "seed": int(seed)}, f"torch.manual_seed({seed})")
 
+    def generator(self, seed: int) -> wire.Handle:
+        """A CPU ``torch.Generator`` in the student's process seeded with ``seed`` (a handle to
+        pass as a sampler's ``generator``): it draws what ``torch.Generator().manual_seed(seed)``
+        draws here, so the grader can reproduce the student's noise number for number."""
+        what = f"torch.Generator().manual_seed({int(seed)})"
+        reply = self._request({"op": "call", "target": "torch", "attr": "Generator", "args": [], "kwargs": {}}, what)
+        handle = self._value(reply, "value", what)
+        if not isinstance(handle, wire.Handle):
+            raise AssertionError(f"{what} did not build a generator in the student's process")
+        return self.method(handle, "manual_seed", int(seed))
+
     def set_grad_enabled(self, mode: bool) -> None:
         """torch.set_grad_enabled(mode) in the student's process, for the requests that follow
         (e.g. ``False`` to check that a function also works inside ``torch.no_grad()``; set it
