@@ -213,32 +213,37 @@ def nb07_mode_weights(seed: int, weaker: bool = False) -> dict:
 
 
 # --------------------------------------------------------------------------- 08 Euler-Maruyama
-@outcome("solutions/08-sde-sampling: test_em_sampler (visible)",
+@outcome("solutions/08-sde-sampling/hidden_tests.py: test_em_sampler (the visible case, repeated)",
          [Check("std_err", "<", 0.15, "|std of 2000 samples of N(0, 1) - 1|, VP SDE, 50 steps")],
          weaker="the sampler returning x_T scaled by 1/2 (a lost noise term)",
-         extra={"asg": "08-sde-sampling", "cell": "test_em_sampler", "snippet": "abs(x.std().item() - 1.0) < 0.15"})
+         extra={"asg": "08-sde-sampling", "file": "hidden_tests.py", "snippet": "abs(x.std().item() - 1.0) < 0.15"})
 def nb08_em_gaussian(seed: int, weaker: bool = False) -> dict:
     sde = VPSDE(0.1, 20.0)
-    x_T = torch.randn(2000, 1, generator=seeded(seed, 0))
+    # hidden_tests.py draws from autograder/probe/checks.py's generator(seed, 0) and seeds the
+    # student's generator like generator(seed, 1)
+    x_T = torch.randn(2000, 1, generator=torch.Generator().manual_seed(1_000_003 * seed + 0))
     if weaker:
         x = 0.5 * x_T
     else:
-        x = flowlib.euler_maruyama(lambda x, t: -x, sde, None, n_steps=50, x_T=x_T, generator=seeded(seed, 1))
+        x = flowlib.euler_maruyama(lambda x, t: -x, sde, None, n_steps=50, x_T=x_T,
+                                   generator=torch.Generator().manual_seed(1_000_003 * seed + 1))
     return {"std_err": abs(x.std().item() - 1.0)}
 
 
 def _em_experiment(sde_name: str, n_steps: int, weak_steps: int):
-    @outcome(f"solutions/08-sde-sampling: test_em_sampler (hidden, {sde_name})",
+    @outcome(f"solutions/08-sde-sampling/hidden_tests.py: test_em_sampler ({sde_name} SDE, exact mixture score)",
              [Check("mode_err", "<", 0.04, f"|fraction of 3000 samples nearer the 0.7 mode - 0.7|, {n_steps} steps"),
               Check("std_err", "<", 0.1, "|std of the samples within 2 of that mode - 0.5|")],
              weaker=f"the same sampler with {weak_steps} steps", name=f"nb08_em_mixture_{sde_name}",
-             extra={"asg": "08-sde-sampling", "cell": "test_em_sampler", "snippet": "abs(near.std(0).mean().item() - 0.5) < 0.1"})
+             extra={"asg": "08-sde-sampling", "file": "hidden_tests.py", "snippet": "abs(near.std(0).mean().item() - 0.5) < 0.1"})
     def run(seed: int, weaker: bool = False) -> dict:
         sde = VPSDE(0.1, 20.0) if sde_name == "VP" else VESDE(0.01, 10.0)
         gmm = GaussianMixture([0.7, 0.3], [[-2.0, -1.0], [2.0, 1.5]], stds=[0.5, 0.4]).to(torch.float64)
-        x_T = sde.prior_sample((3000, 2), generator=seeded(seed, 8), dtype=torch.float64)
+        # hidden_tests.py draws from autograder/probe/checks.py's generator(seed, 8) and seeds the
+        # student's generator like generator(seed, 10)
+        x_T = sde.prior_sample((3000, 2), generator=torch.Generator().manual_seed(1_000_003 * seed + 8), dtype=torch.float64)
         samples = flowlib.euler_maruyama(lambda x, t: gmm.score_at(x, t, sde), sde, None, n_steps=weak_steps if weaker else n_steps,
-                                         x_T=x_T, generator=seeded(seed, 10))
+                                         x_T=x_T, generator=torch.Generator().manual_seed(1_000_003 * seed + 10))
         first = ((samples - gmm.means[0]).norm(dim=1) < (samples - gmm.means[1]).norm(dim=1)).double().mean().item()
         near = samples[(samples - gmm.means[0]).norm(dim=1) < 2.0]
         return {"mode_err": abs(first - 0.7), "std_err": abs(near.std(0).mean().item() - 0.5)}
