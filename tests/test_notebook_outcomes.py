@@ -153,14 +153,15 @@ def nb05_bound_close_to_exact(seed: int, weaker: bool = False) -> dict:
 
 
 # --------------------------------------------------------------------------- 06 / 07 Langevin
-@outcome("solutions/06-score-matching: test_langevin_chain (hidden)",
+@outcome("solutions/06-score-matching/hidden_tests.py: test_langevin_chain (stationary variance)",
          [Check("var_rel", "<", 0.1, "relative error of the variance of 4000 chains after 300 steps against the ULA variance")],
          weaker="the same chains after 10 steps (not mixed)",
-         extra={"asg": "06-score-matching", "cell": "test_langevin_chain", "snippet": "abs(var - target) < 0.1 * target"})
+         extra={"asg": "06-score-matching", "file": "hidden_tests.py", "snippet": "abs(var - target) < 0.1 * target"})
 def nb06_langevin_variance(seed: int, weaker: bool = False) -> dict:
     tau, eps = 1.5, 0.2
+    # hidden_tests.py draws from autograder/probe/checks.py's generator(seed, 43)
     stat = flowlib.langevin(lambda t: -t / tau**2, torch.zeros(4000, 1, dtype=torch.float64), eps, 10 if weaker else 300,
-                            generator=seeded(seed, 43))
+                            generator=torch.Generator().manual_seed(1_000_003 * seed + 43))
     target = tau**2 / (1 - eps / (2 * tau**2))
     return {"var_rel": abs(stat.var().item() - target) / target}
 
