@@ -1,0 +1,338 @@
+"""Hidden tests of assignment 09, run by the grader (autograder/verdicts.py), never by students.
+
+One function per graded test cell, named by the cell's grade_id, called as ``fn(student, seed)``:
+``student`` calls the student's functions in the student's own process (autograder/probe),
+``seed`` is the grading seed, from which every random input is drawn. Expected answers are
+computed here, in the grader's process, with the real flowlib (``flowlib.ode``,
+``flowlib.score``) and the exact densities of Gaussian mixtures. The functions the student's
+code differentiates (score functions, ``fn`` of the divergences) are differentiable grader
+functions (``student.function(..., differentiable=True)``): the grader evaluates them and their
+vector-Jacobian products, and counts the calls. The SDEs and the generators are built in the
+student's process, seeded there with the same number as the grader's generator. A function
+passes when it returns; any exception fails the cell with its message. The visible tests of the
+notebook are repeated here: points come only from these functions.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+
+from flowlib import VESDE, VPSDE, GaussianMixture, ode_log_prob
+from flowlib.ode import probability_flow_drift
+from flowlib.score import jacobian_trace
+from probe.checks import close, generator, tensor
+
+F64, F32 = torch.float64, torch.float32
+
+#: flowlib references replaced by stubs that raise in the student's process
+STUB = ["flowlib.ode.probability_flow_drift", "flowlib.score.jacobian_trace", "flowlib.ode.ode_log_prob",
+        "flowlib.ode._rk4"]
+
+#: time limit per test cell in seconds (default: FLOWLIB_CELL_TIMEOUT, 120)
+TIMEOUTS: dict[str, float] = {}
+
+
+# ------------------------------------------------------------------------- helpers
+def _one_thread(test):
+    """Run a test with one torch thread in the grader: its tensors are tiny and it answers
+    hundreds of callbacks, where an OpenMP team on busy cores costs milliseconds per operation
+    (20 s instead of 4 s for the RK4 test on 2 busy cores). The thread count is restored after."""
+    @functools.wraps(test)
+    def run(student, seed):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return test(student, seed)
+        finally:
+            torch.set_num_threads(threads)
+
+    return run
+
+
+def _sde(student, sde):
+    """The same SDE, built in the student's process (a handle to pass to the student's functions)."""
+    if isinstance(sde, VESDE):
+        return student.new("VESDE", sde.sigma_min, sde.sigma_max)
+    return student.new("VPSDE", sde.beta_min, sde.beta_max)
+
+
+def _generators(student, seed: int, salt: int):
+    """(the grader's generator(seed, salt), a generator in the student's process in the same state)."""
+    return generator(seed, salt), student.generator(1_000_003 * int(seed) + int(salt))
+
+
+def _fn(student, fn, name: str, seen: list | None = None, max_calls: int = 5000):
+    """A differentiable grader function for the student's code; ``seen`` records the second
+    argument (a score function's t): (shape, dtype, device type), or its type if not a tensor."""
+    def wrapped(x, *rest):
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError(f"{name} takes a floating-point tensor x, got {type(x).__name__}")
+        if seen is not None and rest:
+            t = rest[0]
+            seen.append((tuple(t.shape), t.dtype, getattr(t, "probe_device", "cpu").split(":")[0])
+                        if isinstance(t, torch.Tensor) else type(t).__name__)
+        return fn(x, *rest)
+
+    return student.function(wrapped, max_calls=max_calls, name=name, differentiable=True)
+
+
+def _detached(t, what):
+    if getattr(t, "probe_requires_grad", False):
+        raise AssertionError(f"{what}: return a detached tensor (it requires grad)")
+
+
+def _gmm(weights, means, **kw):
+    return GaussianMixture(torch.tensor(weights, dtype=F64), torch.tensor(means, dtype=F64),
+                           **{k: torch.tensor(v, dtype=F64) for k, v in kw.items()})
+
+
+# ------------------------------------------------------------------------- Exercise 1
+@_one_thread
+def test_pf_drift(student, seed):
+    # the visible case: beta = 2 (f = -x, g^2 = 2) and the score -x / 4 of N(0, 4 I): drift -0.75 x
+    x = torch.tensor([[2.0, -4.0], [0.0, 1.0]])
+    what = "pf_drift(score_fn = -x / 4, VPSDE(2.0, 2.0), float32 (2, 2), t=0.3)"
+    d = tensor(student.call("pf_drift", _fn(student, lambda v, s: -v / 4, "-x / 4"), _sde(student, VPSDE(2.0, 2.0)), x, 0.3),
+               what, shape=(2, 2), dtype=F32)
+    close(d, torch.tensor([[-1.5, 3.0], [0.0, -0.75]]), 1e-6, what + ": the drift is -x + 0.5 * 2 * x / 4 = -0.75 x")
+
+    gen = generator(seed, 901)
+    gmm = _gmm([0.3, 0.7], [[-2.0, 0.5, 1.0], [1.5, -1.0, 0.0]], stds=[0.5, 0.8])
+    xs = 2 * torch.randn(50, 3, generator=gen, dtype=F64)
+    ts = torch.rand(50, generator=gen, dtype=F64)
+    seen: list = []
+    device = torch.device(student.device).type
+    for sde in (VPSDE(0.1, 20.0), VESDE(0.01, 10.0)):
+        score = lambda v, s, sde=sde: gmm.score_at(v, s, sde)  # noqa: E731
+        ref_a = probability_flow_drift(score, sde, xs, ts)
+        ref_b = probability_flow_drift(score, sde, xs, 0.37)
+        oracle, handle = _fn(student, score, "the exact mixture score", seen), _sde(student, sde)
+        what = f"pf_drift(exact mixture score, {sde}, float64 (50, 3), t float64 (50,))"
+        got_a = tensor(student.call("pf_drift", oracle, handle, xs, ts), what, shape=(50, 3), dtype=F64)
+        close(got_a, ref_a, 1e-9 * (1 + ref_a.abs().max().item()), what + " (is it 0.5 g^2?)")
+        what = f"pf_drift(exact mixture score, {sde}, float64 (50, 3), t=0.37)"
+        got_b = tensor(student.call("pf_drift", oracle, handle, xs, 0.37), what, shape=(50, 3), dtype=F64)
+        close(got_b, ref_b, 1e-9 * (1 + ref_a.abs().max().item()), what + " (is it 0.5 g^2?)")
+    sde = VPSDE(0.1, 20.0)
+    what = f"pf_drift(exact mixture score, {sde}, float32 (50, 3), t float32 (50,))"
+    got32 = tensor(student.call("pf_drift", _fn(student, lambda v, s: gmm.score_at(v, s, sde), "the exact mixture score", seen),
+                                _sde(student, sde), xs.float(), ts.float()), what, shape=(50, 3), dtype=F32)
+    close(got32, probability_flow_drift(lambda v, s: gmm.score_at(v, s, sde), sde, xs, ts), 1e-3, what)
+    if len(seen) != 5:
+        raise AssertionError(f"pf_drift: call score_fn exactly once per call of pf_drift ({len(seen)} calls for 5)")
+    bad = [c for c in seen[:4] if c != ((50,), F64, device)]
+    if bad:
+        raise AssertionError("pf_drift(..., float64 (50, 3), t): score_fn must get t as a (batch,) tensor with x's dtype "
+                             f"and device, got {bad[0]}")
+
+
+# ------------------------------------------------------------------------- Exercise 2
+@_one_thread
+def test_exact_divergence(student, seed):
+    # the visible case: x -> x A^T has Jacobian A, trace 1 + 4 = 5 everywhere
+    A = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    x = torch.randn(3, 2, generator=generator(seed, 1))
+    what = "exact_divergence(x -> x A^T with A = [[1, 2], [3, 4]], float32 (3, 2))"
+    div = tensor(student.call("exact_divergence", _fn(student, lambda v: v @ A.T.to(v.dtype), "x -> x A^T"), x), what,
+                 shape=(3,), dtype=F32)
+    close(div, torch.full((3,), 5.0), 1e-5, what + ": the trace of A is 5 (the sum of ALL entries would be 10)")
+
+    gen = generator(seed, 902)
+    sde = VPSDE(0.1, 20.0)
+    D = 5
+    covs = torch.randn(2, D, D, generator=gen, dtype=F64)
+    covs = 0.3 * covs @ covs.transpose(1, 2) + 0.2 * torch.eye(D, dtype=F64)
+    gmm = GaussianMixture(torch.tensor([0.4, 0.6], dtype=F64), torch.randn(2, D, generator=gen, dtype=F64), covs=covs)
+    xs = 1.5 * torch.randn(40, D, generator=gen, dtype=F64)
+    ts = 0.05 + 0.9 * torch.rand(40, generator=gen, dtype=F64)
+
+    def fn(v):  # nonlinear, non-symmetric Jacobian
+        return gmm.score_at(v, ts, sde) * (1 + v[:, :1] ** 2)
+
+    _, ref = jacobian_trace(fn, xs)
+    tol = 1e-9 * (1 + ref.abs().max().item())
+    name = "fn(x) = (mixture score at x) * (1 + x_0^2)"
+    what = f"exact_divergence({name}, float64 (40, 5))"
+    got = tensor(student.call("exact_divergence", _fn(student, fn, name), xs), what, shape=(40,), dtype=F64)
+    _detached(got, what)
+    close(got, ref, tol, what + " against flowlib's jacobian_trace (the diagonal only?)")
+
+    what = f"exact_divergence({name}, float64 (40, 5)) inside torch.no_grad()"
+    student.set_grad_enabled(False)
+    try:
+        got_ng = tensor(student.call("exact_divergence", _fn(student, fn, name), xs), what, shape=(40,), dtype=F64)
+    finally:
+        student.set_grad_enabled(True)
+    close(got_ng, ref, tol, what + " (use torch.enable_grad())")
+
+    what = f"exact_divergence({name}, float32 (40, 5))"
+    got32 = tensor(student.call("exact_divergence", _fn(student, fn, name), xs.float()), what, shape=(40,), dtype=F32)
+    close(got32, ref, 1e-3 * (1 + ref.abs().max().item()), what)
+
+    student.raises(ValueError, "exact_divergence", _fn(student, fn, name), xs[0])
+
+
+# ------------------------------------------------------------------------- Exercise 3
+@_one_thread
+def test_hutchinson_divergence(student, seed):
+    # thresholds: bench/outcome-margins.md (nb09_hutchinson_divergence)
+    # the visible case: x -> x A^T: v^T A v = 10 for v = (1, 1), 0 for v = (1, -1)
+    A = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    x = torch.randn(2, 2, generator=generator(seed, 2))
+    v = torch.tensor([[1.0, 1.0], [1.0, -1.0]])
+    what = "hutchinson_divergence(x -> x A^T with A = [[1, 2], [3, 4]], float32 (2, 2), probe [[1, 1], [1, -1]])"
+    est = tensor(student.call("hutchinson_divergence", _fn(student, lambda u: u @ A.T.to(u.dtype), "x -> x A^T"), x, v),
+                 what, shape=(2,), dtype=F32)
+    close(est, torch.tensor([10.0, 0.0]), 1e-5, what + ": v^T A v")
+
+    gen = generator(seed, 903)
+    D = 6
+    W = torch.randn(D, D, generator=gen, dtype=F64)
+    b = torch.randn(D, generator=gen, dtype=F64)
+
+    def fn(u):  # tanh layer: Jacobian diag(1 - tanh^2) W, not symmetric
+        return torch.tanh(u @ W.T.to(u.dtype) + b.to(u.dtype))
+
+    name = "fn(x) = tanh(x W^T + b)"
+    xs = torch.randn(30, D, generator=gen, dtype=F64)
+    probes = (2 * torch.randint(0, 2, (30, D), generator=gen) - 1).to(F64)
+    jac = (1 - torch.tanh(xs @ W.T + b) ** 2)[:, :, None] * W            # (batch, D, D), row i = d out_i / d x
+    ref = torch.einsum("bi,bij,bj->b", probes, jac, probes)
+    exact_tr = torch.diagonal(jac, dim1=1, dim2=2).sum(1)
+    # unbiasedness: many probes at one point
+    x0 = xs[:1].expand(4000, D)
+    many = (2 * torch.randint(0, 2, (4000, D), generator=gen) - 1).to(F64)
+
+    counted = _fn(student, fn, name)
+    what = f"hutchinson_divergence({name}, float64 (30, 6), Rademacher probe float64 (30, 6))"
+    got = tensor(student.call("hutchinson_divergence", counted, xs, probes), what, shape=(30,), dtype=F64)
+    if len(counted.calls) != 1:
+        raise AssertionError(f"{what}: call fn exactly once (called {len(counted.calls)} times)")
+    _detached(got, what)
+    close(got, ref, 1e-10, what + ": v^T J v (the probe must multiply the Jacobian on both sides)")
+
+    what = f"hutchinson_divergence({name}, float64 (4000, 6) copies of one x, 4000 Rademacher probes) inside torch.no_grad()"
+    student.set_grad_enabled(False)
+    try:
+        got_many = tensor(student.call("hutchinson_divergence", _fn(student, fn, name), x0, many), what,
+                          shape=(4000,), dtype=F64)
+    finally:
+        student.set_grad_enabled(True)
+    se = got_many.std().item() / math.sqrt(4000)
+    if not abs(got_many.mean().item() - exact_tr[0].item()) < 5 * se + 1e-9:
+        raise AssertionError(f"{what}: the mean {got_many.mean().item():.5f} is {abs(got_many.mean().item() - exact_tr[0].item()):.4f} "
+                             f"from the exact trace {exact_tr[0].item():.5f}, more than 5 standard errors ({5 * se:.4f}): "
+                             "the estimator should be unbiased")
+
+    what = f"hutchinson_divergence({name}, float32 (30, 6), probe float32 (30, 6))"
+    got32 = tensor(student.call("hutchinson_divergence", _fn(student, fn, name), xs.float(), probes.float()), what,
+                   shape=(30,), dtype=F32)
+    close(got32, ref, 1e-4, what)
+
+    student.raises(ValueError, "hutchinson_divergence", _fn(student, fn, name), xs, probes[:, :3])
+
+
+# ------------------------------------------------------------------------- Exercise 4
+@_one_thread
+def test_ode_log_likelihood_exact(student, seed):
+    # the visible case: data N(0, I) under VESDE(0.01, 5): p_t = N(0, (1 + sigma_t^2) I), exact p_T
+    sde_ve = VESDE(0.01, 5.0)
+
+    def gauss_score(v, s):
+        return -v / (1 + sde_ve.marginal_coefficients(s)[1][:, None] ** 2)
+
+    def gauss_pT(z):
+        var = 1 + sde_ve.marginal_coefficients(torch.tensor(1.0, dtype=z.dtype))[1].item() ** 2
+        return -0.5 * (z**2).sum(1) / var - math.log(2 * math.pi * var)
+
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [-1.0, 2.0]])
+    what = ("ode_log_likelihood(score of N(0, (1 + sigma_t^2) I) indexing t per sample, VESDE(0.01, 5.0), float32 (3, 2), "
+            "n_steps=20, terminal_log_prob=log N(0, (1 + sigma_T^2) I))")
+    lp = tensor(student.call("ode_log_likelihood", _fn(student, gauss_score, "the Gaussian score"), _sde(student, sde_ve), x,
+                             n_steps=20, terminal_log_prob=_fn(student, gauss_pT, "log p_T")), what, shape=(3,), dtype=F32)
+    close(lp, torch.tensor([-1.8378771, -2.3378771, -4.3378771]), 1e-2, what + ": log N(x; 0, I) up to the solver error")
+
+    gen = generator(seed, 904)
+    gmm = _gmm([0.3, 0.7], [[-2.0, 0.5], [1.5, -1.0]], stds=[0.5, 0.8])
+    xs = gmm.sample(12, generator=gen)
+    for sde in (VPSDE(0.1, 20.0), VESDE(0.01, 10.0)):
+        score = lambda v, u, sde=sde: gmm.score_at(v, u, sde)  # noqa: E731
+        pT = gmm.marginal_at(1.0, sde).log_prob
+        ref_T, _ = ode_log_prob(score, sde, xs, method="rk4", n_steps=7, eps=1e-3, terminal_log_prob=pT)
+        ref_prior, _ = ode_log_prob(score, sde, xs, method="rk4", n_steps=5)
+        oracle, handle = _fn(student, score, "the exact mixture score"), _sde(student, sde)
+        what = f"ode_log_likelihood(exact mixture score, {sde}, float64 (12, 2), n_steps=7, eps=0.001, terminal_log_prob=exact p_T)"
+        got_T = tensor(student.call("ode_log_likelihood", oracle, handle, xs, n_steps=7, eps=1e-3,
+                                    terminal_log_prob=_fn(student, pT, "the exact log p_T")), what, shape=(12,), dtype=F64)
+        close(got_T, ref_T, 1e-8, what + " against ode_log_prob with the same RK4 grid "
+                                         "(weights 1, 2, 2, 1? sign of the integral? grid from eps to T?)")
+        what = f"ode_log_likelihood(exact mixture score, {sde}, float64 (12, 2), n_steps=5)"
+        got_prior = tensor(student.call("ode_log_likelihood", oracle, handle, xs, n_steps=5), what, shape=(12,), dtype=F64)
+        close(got_prior, ref_prior, 1e-8, what + ", prior terminal density (is log p_T(x(T)) included?)")
+
+    sde = VPSDE(0.1, 20.0)
+    score = lambda v, u: gmm.score_at(v, u, sde)  # noqa: E731
+    oracle, handle = _fn(student, score, "the exact mixture score"), _sde(student, sde)
+    truth = gmm.log_prob_at(xs, 1e-5, sde)
+    what = f"ode_log_likelihood(exact mixture score, {sde}, float64 (12, 2), n_steps=40, terminal_log_prob=exact p_T)"
+    accurate = tensor(student.call("ode_log_likelihood", oracle, handle, xs, n_steps=40,
+                                   terminal_log_prob=_fn(student, gmm.marginal_at(1.0, sde).log_prob, "the exact log p_T")),
+                      what, shape=(12,), dtype=F64)
+    close(accurate, truth, 2e-3, what + ": with 40 steps and the exact p_T the result should match the exact log-density")
+    what = f"ode_log_likelihood(exact mixture score, {sde}, float32 (12, 2), n_steps=3)"
+    tensor(student.call("ode_log_likelihood", oracle, handle, xs.float(), n_steps=3), what, shape=(12,), dtype=F32)
+    for bad in (dict(trace="stochastic"), dict(n_steps=0), dict(eps=0.0), dict(eps=1.5)):
+        student.raises(ValueError, "ode_log_likelihood", oracle, handle, xs, **bad)
+
+
+@_one_thread
+def test_ode_log_likelihood_hutchinson(student, seed):
+    # thresholds: bench/outcome-margins.md (nb09_hutchinson_log_likelihood)
+    # the visible case: N(0, I) data under the VP SDE: the drift is 0, log p = log N(x; 0, I) whatever the probe
+    sde_vp = VPSDE(0.1, 20.0)
+    x = torch.tensor([[0.5, -1.0], [2.0, 1.0]])
+    what = "ode_log_likelihood(score_fn = -x, VPSDE(0.1, 20.0), float32 (2, 2), n_steps=4, trace='hutchinson', generator seeded 3)"
+    a, b = (tensor(student.call("ode_log_likelihood", _fn(student, lambda v, s: -v, "-x"), _sde(student, sde_vp), x, n_steps=4,
+                                trace="hutchinson", generator=student.generator(3)), what, shape=(2,), dtype=F32)
+            for _ in range(2))
+    if not torch.equal(a, b):
+        raise AssertionError(f"{what}: the same generator seed must give the same result, got {a.tolist()} and {b.tolist()}")
+    close(a, torch.tensor([-2.4628771, -4.3378771]), 1e-4, what + ": log N(x; 0, I)")
+
+    gen = generator(seed, 905)
+    gmm = _gmm([0.3, 0.7], [[-2.0, 0.5, 0.0], [1.5, -1.0, 1.0]], stds=[[0.5, 0.3, 0.9], [0.8, 1.1, 0.4]])
+    sde = VPSDE(0.1, 20.0)
+    score = lambda v, u: gmm.score_at(v, u, sde)  # noqa: E731
+    oracle, handle = _fn(student, score, "the exact mixture score"), _sde(student, sde)
+    xs = gmm.sample(10, generator=gen)
+    gen11, sgen11 = _generators(student, seed, 11)
+    ref, _ = ode_log_prob(score, sde, xs, trace="hutchinson", method="rk4", n_steps=6, generator=gen11)
+    exact_one, _ = ode_log_prob(score, sde, xs[:1], trace="exact", method="rk4", n_steps=6)
+    copies = xs[:1].expand(300, 3).clone()
+    # the generator's state after exactly one probe draw of shape x.shape
+    after_one = generator(seed, 12)
+    torch.randint(0, 2, xs.shape, generator=after_one)
+
+    what = f"ode_log_likelihood(exact mixture score, {sde}, float64 (10, 3), n_steps=6, trace='hutchinson', generator)"
+    got = tensor(student.call("ode_log_likelihood", oracle, handle, xs, n_steps=6, trace="hutchinson", generator=sgen11),
+                 what, shape=(10,), dtype=F64)
+    close(got, ref, 1e-8, what + " against ode_log_prob(trace='hutchinson') with the same seed "
+                                 "(one probe, drawn once, as documented)")
+    sgen12 = _generators(student, seed, 12)[1]
+    student.call("ode_log_likelihood", oracle, handle, xs, n_steps=6, trace="hutchinson", generator=sgen12)
+    state = tensor(student.method(sgen12, "get_state"), "the generator's state")
+    if not torch.equal(state, after_one.get_state()):
+        raise AssertionError(f"{what}: draw the probe exactly once per solve (the generator did not advance by exactly "
+                             "one draw of torch.randint(0, 2, x.shape))")
+
+    what = f"ode_log_likelihood(exact mixture score, {sde}, 300 copies of one x float64 (300, 3), n_steps=6, trace='hutchinson', generator)"
+    many = tensor(student.call("ode_log_likelihood", oracle, handle, copies, n_steps=6, trace="hutchinson",
+                               generator=_generators(student, seed, 13)[1]), what, shape=(300,), dtype=F64)
+    se = many.std().item() / math.sqrt(300)
+    if not many.std().item() > 0:
+        raise AssertionError(f"{what}: all 300 values are equal: each row must get its own probe entries")
+    if not abs(many.mean().item() - exact_one.item()) < 5 * se + 1e-6:
+        raise AssertionError(f"{what}: the mean {many.mean().item():.5f} is more than 5 standard errors ({5 * se:.4f}) from "
+                             f"the exact-trace value {exact_one.item():.5f}: the Hutchinson log-likelihood should be unbiased")
