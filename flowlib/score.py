@@ -76,13 +76,14 @@ def jacobian_trace(fn: Callable[[Tensor], Tensor], x: Tensor, create_graph: bool
 
 
 def esm_loss(score_fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """Score matching with the exact Jacobian trace, Hyvarinen 2005:
+    """Implicit score matching (Hyvarinen 2005) with the exact Jacobian trace ("esm": exact):
 
         J(s) = E_p[ tr(grad_x s(x)) + 0.5 ||s(x)||^2 ].
 
-    By integration by parts it equals the explicit objective 0.5 E_p||s - grad log p||^2 up
-    to a constant (Vincent 2011 calls this trace form "implicit" score matching). The trace
-    is exact: D backward passes, kept in the graph so the loss can be trained."""
+    By integration by parts it equals the explicit score matching objective (the Fisher
+    divergence with the true score) 0.5 E_p||s - grad log p||^2 up to a constant; "implicit"
+    because the true score no longer appears. The trace is exact: D backward passes, kept
+    in the graph so the loss can be trained."""
     _check_batch(x)
     s, trace = jacobian_trace(score_fn, x, create_graph=True)
     _check_score(s, x)
