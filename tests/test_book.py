@@ -1,5 +1,6 @@
 """The website: every page in the table of contents exists, chapters show library code by
-`literalinclude` (never a pasted copy), and the book builds with no warning."""
+`literalinclude` (never a pasted copy) and teach what the exercises ask for in algorithm
+boxes (tests/test_answer_leaks.py: never its code), and the book builds with no warning."""
 from __future__ import annotations
 
 import ast
@@ -43,7 +44,9 @@ def test_every_assignment_is_in_the_exercises_part():
 def test_literalincludes_point_at_real_objects(chapter):
     text = _page(chapter).read_text()
     blocks = re.findall(r"```\{literalinclude\}\s+(\S+)\n((?::\w+:.*\n)*)", text)
-    assert blocks, f"{chapter} shows no library code with literalinclude"
+    # Code an exercise asks for is taught in a {prf:algorithm} box instead (DESIGN.md, "Book"),
+    # so a chapter whose library code is all graded shows none; it must then have boxes.
+    assert blocks or "```{prf:algorithm}" in text, f"{chapter} shows no library code and no algorithm box"
     for rel, options in blocks:
         path = (_page(chapter).parent / rel).resolve()
         assert path.is_file(), f"{chapter}: literalinclude of missing file {rel}"
@@ -52,6 +55,18 @@ def test_literalincludes_point_at_real_objects(chapter):
             tree = ast.parse(path.read_text())
             names = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
             assert m.group(1).split(".")[-1] in names, f"{chapter}: {rel} has no {m.group(1)}"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_algorithm_boxes_are_labelled_and_references_resolve(chapter):
+    """Every chapter teaches its exercises' algorithms in labelled {prf:algorithm} boxes, and
+    every {prf:ref} names a box of some chapter (sphinx-proof labels are global)."""
+    text = _page(chapter).read_text()
+    boxes = re.findall(r"```\{prf:algorithm\}[^\n]*\n:label:\s*(\S+)", text)
+    assert boxes, f"{chapter} has no labelled {{prf:algorithm}} box"
+    labels = {l for c in CHAPTERS for l in re.findall(r"```\{prf:algorithm\}[^\n]*\n:label:\s*(\S+)", _page(c).read_text())}
+    unknown = set(re.findall(r"\{prf:ref\}`([^`]+)`", text)) - labels
+    assert not unknown, f"{chapter} references unknown algorithm boxes {sorted(unknown)}"
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
