@@ -104,7 +104,32 @@ def _jacobian_log_det(student, name, x, mask, cond, what):
         if grads[0] is None:
             raise AssertionError(f"{what}: the output does not depend on x by autograd")
         rows.append(tensor(grads[0], f"{what}: d output[:, {j}] / dx by autograd", shape=(B, D), dtype=x.dtype))
-    return torch.linalg.slogdet(torch.stack(rows, dim=1))[1]
+    J = torch.stack(rows, dim=1)
+    return torch.linalg.slogdet(J)[1], J
+
+
+def _reference_jacobians(fn, x):
+    """The autograd Jacobian of the reference ``fn`` (batch, D) -> (batch, D) at each sample: (batch, D, D)."""
+    return torch.stack([torch.autograd.functional.jacobian(lambda v: fn(v[None])[0][0], xi) for xi in x])
+
+
+def _check_gradients(student, name, x, mask, cond, ref_fn, J, what):
+    """Gradients through the student's conditioner call (issue 19: a value can be right while a
+    detached shift or log-scale makes training silently fail): the Jacobian of the output and
+    the gradient of sum(ladj) with respect to x, against the reference's autograd."""
+    close(J, _reference_jacobians(ref_fn, x), 1e-9,
+          what + ": the Jacobian of the output by autograd against the reference's (is t or s detached?)")
+    xr = x.clone().requires_grad_(True)
+    ref_g, = torch.autograd.grad(ref_fn(xr)[1].sum(), xr)
+    try:
+        _, grads = student.call_grad(name, (x, mask, cond), wrt=(0,), cotangents=[None, torch.ones(x.shape[0], dtype=x.dtype)])
+    except AssertionError as exc:
+        raise AssertionError(f"{exc} (backpropagating sum(ladj) to x: ladj must be differentiable, s not detached)") from None
+    if grads[0] is None:
+        raise AssertionError(f"{what}: ladj does not depend on x by autograd (is s detached?); "
+                             f"the reference's gradient of sum(ladj) has size {ref_g.abs().max().item():.3g}")
+    close(tensor(grads[0], what + ": d sum(ladj) / dx by autograd", shape=x.shape, dtype=x.dtype), ref_g, 1e-9,
+          what + ": d sum(ladj) / dx by autograd against the reference's (is s detached?)")
 
 
 class _Constant(nn.Module):
@@ -165,8 +190,10 @@ def test_coupling_forward(student, seed):
 
     # log|det| of the autograd Jacobian of the student's z, through the student-side conditioner
     what = "coupling_forward(float64 (4, 6), alternating mask (6,) parity 1, an MLP conditioner)"
-    auto = _jacobian_log_det(student, "coupling_forward", x_vec[:4], alternating_mask(6, 1), s_mlp, what)
+    auto, J = _jacobian_log_det(student, "coupling_forward", x_vec[:4], alternating_mask(6, 1), s_mlp, what)
     close(got[0][:4], auto, 1e-9, what + ": ladj against log|det| of the autograd Jacobian of z")
+    layer = AffineCoupling(alternating_mask(6, 1), mlp64, scale_bound=None).to(F64)
+    _check_gradients(student, "coupling_forward", x_vec[:4], alternating_mask(6, 1), s_mlp, layer, J, what)
 
     # the conditioner is given the masked input b * x only (observed here, by the grader)
     seen = []
@@ -237,8 +264,10 @@ def test_coupling_inverse(student, seed):
 
     zc, ladj = got[0]
     what = "coupling_inverse(float64 (4, 5), alternating mask (5,) parity 0, an MLP conditioner)"
-    auto = _jacobian_log_det(student, "coupling_inverse", zc[:4], alternating_mask(5, 0), s_mlp, what)
+    auto, J = _jacobian_log_det(student, "coupling_inverse", zc[:4], alternating_mask(5, 0), s_mlp, what)
     close(ladj[:4], auto, 1e-9, what + ": ladj against log|det| of the autograd Jacobian of x")
+    layer = AffineCoupling(alternating_mask(5, 0), mlp, scale_bound=None).to(F64)
+    _check_gradients(student, "coupling_inverse", zc[:4], alternating_mask(5, 0), s_mlp, layer.inverse, J, what)
 
 
 # ------------------------------------------------------------------------- Exercise 3

@@ -33,6 +33,16 @@ MUTANTS = [
         "replace": "conditioner(x)",
         "loses": ["test_coupling_forward"],
     },
+    {
+        # issue 19, gradients: z and ladj have the right values, but no gradient flows through
+        # the log-scale (training with it would silently fail); caught by the Jacobian and the
+        # gradient of sum(ladj) against the reference's autograd
+        "name": "forward-log-scale-detached",
+        "cell": "coupling_forward",
+        "find": "t, s = conditioner(b * x).chunk(2, dim=1)",
+        "replace": "t, s = conditioner(b * x).chunk(2, dim=1)\n    s = s.detach()",
+        "loses": ["test_coupling_forward"],
+    },
     # Exercise 2: coupling_inverse
     {
         "name": "inverse-exp-minus-s-direction-error",
@@ -53,6 +63,15 @@ MUTANTS = [
         "cell": "coupling_inverse",
         "find": "z * torch.exp(s) + t",
         "replace": "(z + t) * torch.exp(s)",
+        "loses": ["test_coupling_inverse"],
+    },
+    {
+        # issue 19, gradients: right values, the shift detached: the Jacobian of x differs
+        # from the reference's off the diagonal (the log-det alone cannot see it)
+        "name": "inverse-shift-detached",
+        "cell": "coupling_inverse",
+        "find": "t, s = conditioner(b * z).chunk(2, dim=1)",
+        "replace": "t, s = conditioner(b * z).chunk(2, dim=1)\n    t = t.detach()",
         "loses": ["test_coupling_inverse"],
     },
     # Exercise 3: checkerboard
