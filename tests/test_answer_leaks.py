@@ -64,7 +64,7 @@ def _stub_list(path: Path) -> set[str]:
     for node in tree.body:
         target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(node, "target", None)
         if isinstance(target, ast.Name) and target.id == "STUB" and node.value is not None:
-            return {v for v in ast.literal_eval(node.value)}
+            return {v for v in ast.literal_eval(node.value) if str(v).startswith("flowlib.")}
     return set()
 
 
