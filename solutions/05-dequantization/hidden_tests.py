@@ -201,8 +201,8 @@ def test_dequantize(student, seed):
         raise AssertionError(f"{what}: int32 inputs must work like int64 ones (same noise, same result)")
 
     bad_float = torch.rand(4, 2, generator=generator(seed, 14))
-    for bad, label in [(bad_float, "a floating-point input"), (torch.tensor([[0, 17]]), "a value equal to n_bins"),
-                       (torch.tensor([[-1, 3]]), "a negative value")]:
+    for bad, label in [(bad_float, "a floating-point input"), (torch.tensor([[True, False]]), "a bool input"),
+                       (torch.tensor([[0, 17]]), "a value equal to n_bins"), (torch.tensor([[-1, 3]]), "a negative value")]:
         try:
             student.raises(ValueError, "dequantize", bad, 17)
         except AssertionError as exc:
@@ -244,7 +244,8 @@ def test_logit_values(student, seed):
 
     for bad, kw, label in [(torch.tensor([[3.0, 0.5]]), {}, "an input above 1 (raw pixels?)"),
                            (torch.tensor([[-0.1, 0.5]]), {}, "a negative input"),
-                           (torch.tensor([[0.2, 0.5]]), {"alpha": 0.5}, "alpha = 0.5")]:
+                           (torch.tensor([[0.2, 0.5]]), {"alpha": 0.5}, "alpha = 0.5"),
+                           (torch.tensor([[0.2, 0.5]]), {"alpha": -0.1}, "alpha = -0.1 (alpha must lie in [0, 0.5))")]:
         try:
             student.raises(ValueError, "logit_transform", bad, **kw)
         except AssertionError as exc:
@@ -282,6 +283,17 @@ def test_logit_log_det_autograd(student, seed):
               what + ": ladj against log|det| of the autograd Jacobian")
         # the inverse, sigmoid, undoes it: y = (sigmoid(z) - alpha) / (1 - 2 alpha)
         close((torch.sigmoid(z) - alpha) / (1 - 2 * alpha), y, 1e-10, what + ": (sigmoid(z) - alpha) / (1 - 2 alpha) against y")
+        # the log-det is differentiable in y (it enters the training loss): d sum(ladj) / dy by autograd
+        yr = y.clone().requires_grad_(True)
+        ref_g, = torch.autograd.grad(LogitTransform(alpha).double()(yr)[1].sum(), yr)
+        try:
+            _, grads = student.call_grad("logit_transform", (y, alpha), wrt=(0,), cotangents=[None, torch.ones(4, dtype=F64)])
+        except AssertionError as exc:
+            raise AssertionError(f"{exc} (backpropagating sum(ladj) to y: ladj must be differentiable in y, not detached)") from None
+        if grads[0] is None:
+            raise AssertionError(f"{what}: ladj does not depend on y by autograd (detached?); it must be differentiable in y")
+        close(tensor(grads[0], what + ": d sum(ladj) / dy by autograd", shape=y.shape, dtype=F64), ref_g,
+              1e-9 * (1 + ref_g.abs().max().item()), what + ": d sum(ladj) / dy by autograd against the reference's")
 
 
 # ------------------------------------------------------------------------- Exercise 3
@@ -371,6 +383,14 @@ def test_dequantized_log_likelihood(student, seed):
         raise AssertionError(f"{what}: no gradient for the flow's parameters {missing[:3]} (is the result differentiable?)")
     if not all(torch.isfinite(g).all() for g in grads.values()) or not sum(g.abs().sum() for g in grads.values()) > 0:
         raise AssertionError(f"{what}: the gradients with respect to the flow's parameters must be finite and not all 0")
+    # against the reference's gradients with the same noise
+    named = dict(flow.named_parameters())
+    ref_grads = torch.autograd.grad(-reference_ll(flow, xb, 17, generator=generator(seed, 47)).mean(), list(named.values()))
+    for (name, p), r in zip(named.items(), ref_grads):
+        if name not in grads:
+            raise AssertionError(f"{what}: no gradient for the flow's parameter {name}")
+        close(tensor(grads[name], f"{what}: d loss / d {name}", shape=p.shape, dtype=F64), r,
+              1e-8 * (1 + r.abs().max().item()), f"{what}: d loss / d {name} against the reference's")
 
 
 # ------------------------------------------------------------------------- Exercise 5

@@ -30,6 +30,14 @@ MUTANTS = [
         "replace": "u = torch.rand(x.shape, dtype=dtype, device=x.device)",
         "loses": ["test_dequantize", "test_dequantized_log_likelihood", "test_dequantized_bits_per_dim"],
     },
+    {
+        # issue 19, raises: the spec also rejects bool tensors (True/False pass the range check)
+        "name": "dequantize-accepts-bool-input",
+        "cell": "dequantize",
+        "find": "if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:",
+        "replace": "if x.is_floating_point() or x.is_complex():",
+        "loses": ["test_dequantize"],
+    },
     # Exercise 2: logit_transform
     {
         "name": "logit-log-det-missing-1-minus-2-alpha",
@@ -65,6 +73,23 @@ MUTANTS = [
         "find": "if y.numel() and (y.min() < 0 or y.max() > 1):",
         "replace": "if False:",
         "loses": ["test_logit_values"],
+    },
+    {
+        # issue 19, raises: alpha must lie in [0, 0.5); a negative alpha is accepted here
+        "name": "logit-accepts-negative-alpha",
+        "cell": "logit_transform",
+        "find": "if not 0 <= alpha < 0.5:",
+        "replace": "if not alpha < 0.5:",
+        "loses": ["test_logit_values"],
+    },
+    {
+        # issue 19, gradients: the right log-det values, but detached from y (it enters the
+        # training loss through the flow's log_prob)
+        "name": "logit-log-det-detached",
+        "cell": "logit_transform",
+        "find": "return z, ladj.reshape(y.shape[0], -1).sum(dim=1)",
+        "replace": "return z, ladj.detach().reshape(y.shape[0], -1).sum(dim=1)",
+        "loses": ["test_logit_log_det_autograd"],
     },
     # Exercise 3: bits_per_dim
     {
