@@ -43,6 +43,16 @@ def _define(student, source: str) -> None:
         raise AssertionError(f"the grader's helper functions could not be defined in your notebook's process ({detail})")
 
 
+def _grad_close(got, ref, what, label, tol=1e-8):
+    """A gradient from the student's process against the reference's autograd gradient, float64."""
+    if got is None:
+        raise AssertionError(f"{what}: no gradient with respect to {label} (is it detached, or computed under no_grad?)")
+    tensor(got, f"{what}: d/d{label}", shape=ref.shape)
+    close(got, ref, tol * (1 + ref.abs().max().item()),
+          f"{what}: gradient with respect to {label} against the reference's autograd, relative to 1 + max|grad| "
+          "(is an intermediate detached?)")
+
+
 # ------------------------------------------------------------------------- Exercise 1
 def _u_hat(student, u, w, what):
     return tensor(student.call("planar_u_hat", u, w), what, shape=u.shape, dtype=u.dtype)
@@ -89,16 +99,32 @@ def test_planar_u_hat(student, seed):
 
         close(perp(got), perp(u), 1e-8, what + ": u_hat must keep the part of u orthogonal to w")
 
-    # differentiable in u and w
-    u, w, label = cases[0]
-    what = f"planar_u_hat({label}) with autograd, cotangent ones"
-    _, grads = student.call_grad("planar_u_hat", (u, w), wrt=(0, 1), cotangents=[torch.ones_like(u)])
-    for name, g in zip(("u", "w"), grads):
-        if g is None:
-            raise AssertionError(f"{what}: no gradient with respect to {name}: u_hat must be differentiable in u and w")
-        finite(tensor(g, f"{what}: d/d{name}", shape=u.shape), f"{what}: d/d{name}")
-    if not grads[1].abs().sum().item() > 0:
-        raise AssertionError(f"{what}: the gradient with respect to w is zero: u_hat must be differentiable in w")
+    # differentiable in u and w: gradients against the reference's autograd, float64
+    for u, w, label in cases[:4] + cases[-2:]:
+        what = f"planar_u_hat({label}) with autograd, a random cotangent"
+        cot = torch.randn(u.shape, generator=gen, dtype=F64)
+        _, grads = student.call_grad("planar_u_hat", (u, w), wrt=(0, 1), cotangents=[cot])
+        layer = Planar(len(u)).to(dtype=F64)
+        with torch.no_grad():
+            layer.u.copy_(u)
+            layer.w.copy_(w)
+        ref_grads = torch.autograd.grad(layer.u_hat(), (layer.u, layer.w), cot)
+        for name, g, r in zip(("u", "w"), grads, ref_grads):
+            _grad_close(g, r, what, name, 1e-9)
+
+    # the extremes: w.u far above the overflow of exp (a naive log(1 + exp(a)) gives inf)
+    for wu, dtype in ((800.0, F64), (100.0, F32)):
+        w = torch.randn(4, generator=gen, dtype=F64)
+        w = w / w.norm() * (1.0 + torch.rand((), generator=gen, dtype=F64))
+        u = 0.5 * torch.randn(4, generator=gen, dtype=F64)
+        u = u + (wu - torch.dot(w, u)) * w / torch.dot(w, w)  # sets w.u = wu
+        ref = _reference_u_hat(u, w)
+        name = str(dtype).replace("torch.", "")
+        what = f"planar_u_hat({name} (4,) with w.u = {wu:g})"
+        got = _u_hat(student, u.to(dtype), w.to(dtype), what)
+        finite(got, what + " (use a numerically stable softplus, torch.nn.functional.softplus)")
+        close(got, ref, (1e-9 if dtype == F64 else 1e-4) * max(1.0, ref.abs().max().item()),
+              what + " against the reference, relative to max |u_hat|")
 
     # float32 inputs keep float32
     u, w, label = cases[3]
@@ -188,6 +214,22 @@ def test_planar_log_det(student, seed):
         close(got, ref, 1e-10, what + " against the reference")
         close(got[:6], auto, 1e-8, what + ": against slogdet of the autograd Jacobian (first 6 rows)")
 
+    # gradients with respect to z, u_hat, w and b against the reference's autograd, float64
+    for z, u_hat, w, b, _, _, wu in cases[1:4]:
+        D = z.shape[1]
+        what = f"planar_log_det(float64 (48, {D}), w.u_hat = {wu}) with autograd, a random cotangent"
+        cot = torch.randn(48, generator=gen, dtype=F64)
+        _, grads = student.call_grad("planar_log_det", (z, u_hat, w, b), wrt=(0, 1, 2, 3), cotangents=[cot])
+        layer = Planar(D, constrain=False).to(dtype=F64)
+        with torch.no_grad():
+            layer.u.copy_(u_hat)
+            layer.w.copy_(w)
+            layer.b.copy_(b)
+        z_req = z.clone().requires_grad_(True)
+        ref_grads = torch.autograd.grad(layer.inverse(z_req)[1], (z_req, layer.u, layer.w, layer.b), cot)
+        for name, g, r in zip(("z", "u_hat", "w", "b"), grads, ref_grads):
+            _grad_close(g, r, what, name)
+
     z, u_hat, w, b, ref = cases[2][:5]
     what = "planar_log_det(float32 (48, 3), w.u_hat = 2.0)"
     got32 = tensor(student.call("planar_log_det", z.float(), u_hat.float(), w.float(), b.float()), what,
@@ -200,17 +242,20 @@ def _std_normal(x):
     return -0.5 * (x**2).sum(dim=1) - 0.5 * x.shape[1] * math.log(2 * math.pi)
 
 
-def _target(student, fn, name, D):
-    """log_target as a grader function: evaluated here, on the batches the student's code sends."""
+def _target(student, fn, name, D, differentiable=False):
+    """log_target as a grader function: evaluated here, on the batches the student's code sends;
+    ``differentiable``: the student's autograd backpropagates through it (the grader's vjp)."""
 
     def checked(x):
         if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() != 2 or x.shape[1] != D:
             got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
             raise TypeError(f"log_target takes a floating-point batch of shape (N, {D}), got {got}")
+        if differentiable:
+            return fn(x)
         with torch.no_grad():
             return fn(x)
 
-    return student.function(checked, name=name)
+    return student.function(checked, name=name, differentiable=differentiable)
 
 
 def _random_stack(K, D, gen):
@@ -271,21 +316,34 @@ def test_planar_reverse_kl(student, seed):
     g = tensor(student.call("planar_reverse_kl", z0, params[::-1], _target(student, fn, name, 2)), what, shape=(), dtype=F64)
     close(g, rev_ref, 1e-9 * max(1.0, abs(rev_ref.item())), what + " (apply params[0] first)")
 
-    # differentiable in u, w and b
+    # differentiable in u, w and b: gradients against the reference's autograd, float64 (the
+    # target is a differentiable grader function: its gradient comes from the grader)
     _define(student, _KL_HELPERS)
-    z0, params, fn, name, _ = cases[1]
-    flat = [t for layer in params for t in layer]
-    what = f"planar_reverse_kl(float64 (300, 2), {len(params)} layers, target {name}) with autograd in every u, w, b"
-    _, grads = student.call_grad("_grader_reverse_kl_flat", (z0, _target(student, fn, name, 2), *flat),
-                                 wrt=tuple(range(2, 2 + len(flat))), cotangents=[torch.tensor(1.0, dtype=F64)])
-    for i, g in enumerate(grads):
-        label = f"d loss / d {'uwb'[i % 3]} of layer {i // 3 + 1}"
-        if g is None:
-            raise AssertionError(f"{what}: no gradient for {label}: the loss must be differentiable in u, w and b")
-        finite(tensor(g, f"{what}: {label}", shape=flat[i].shape), f"{what}: {label}")
-    for i in (0, 1):
-        if not grads[i].abs().sum().item() > 0:
-            raise AssertionError(f"{what}: d loss / d {'uw'[i]} of layer 1 is zero: the loss must be differentiable in u and w")
+    for z0, params, fn, name, _ in (cases[1], cases[4]):
+        N, D = z0.shape
+        flat = [t for layer in params for t in layer]
+        what = f"planar_reverse_kl(float64 ({N}, {D}), {len(params)} layers, target {name}) with autograd in every u, w, b"
+        try:
+            _, grads = student.call_grad("_grader_reverse_kl_flat", (z0, _target(student, fn, name, D, differentiable=True), *flat),
+                                         wrt=tuple(range(2, 2 + len(flat))), cotangents=[torch.tensor(1.0, dtype=F64)])
+        except AssertionError as exc:  # say the student's call, not the helper's
+            raise AssertionError(f"{what}: {exc}") from None
+        layers = []
+        for u, w, b in params:
+            layer = Planar(D).to(dtype=F64)
+            with torch.no_grad():
+                layer.u.copy_(u)
+                layer.w.copy_(w)
+                layer.b.copy_(b)
+            layers.append(layer)
+        z, log_q = z0, _std_normal(z0)
+        for layer in layers:
+            z, ladj = layer.inverse(z)
+            log_q = log_q - ladj
+        ref_loss = (log_q - fn(z)).mean()
+        ref_grads = torch.autograd.grad(ref_loss, [t for layer in layers for t in (layer.u, layer.w, layer.b)])
+        for i, (g, r) in enumerate(zip(grads, ref_grads)):
+            _grad_close(g, r, what, f"{'uwb'[i % 3]} of layer {i // 3 + 1}")
 
     # a property: against a normalised target (here N(0, I)) the loss is a KL, so >= 0 up to Monte-Carlo error
     if not got[-1].item() > -0.05:

@@ -24,6 +24,23 @@ MUTANTS = [
         "replace": "m = F.softplus(wu)",
         "loses": ["test_planar_u_hat", "test_planar_reverse_kl"],
     },
+    # issue 19: a value that is right with a gradient that is wrong (an intermediate detached);
+    # the reverse KL's gradient, checked against the reference's, inherits it
+    {
+        "name": "u-hat-detached-norm",
+        "cell": "planar_u_hat",
+        "find": "w / torch.dot(w, w)",
+        "replace": "w / torch.dot(w, w).detach()",
+        "loses": ["test_planar_u_hat", "test_planar_reverse_kl"],
+    },
+    # issue 19: the extreme the spec names (a numerically stable softplus): exp overflows at w.u = 800
+    {
+        "name": "u-hat-naive-softplus",
+        "cell": "planar_u_hat",
+        "find": "m = -1.0 + F.softplus(wu)",
+        "replace": "m = -1.0 + torch.log(1 + torch.exp(wu))",
+        "loses": ["test_planar_u_hat"],
+    },
     # Exercise 2: planar_map
     {
         "name": "map-without-bias",
@@ -63,6 +80,14 @@ MUTANTS = [
         "replace": "h_prime = 1.0 - h",
         "loses": ["test_planar_log_det", "test_planar_reverse_kl"],
     },
+    # issue 19: right value, wrong gradient (h' treated as a constant)
+    {
+        "name": "log-det-detached-tanh",
+        "cell": "planar_log_det",
+        "find": "h = torch.tanh(z @ w + b)",
+        "replace": "h = torch.tanh(z @ w + b).detach()",
+        "loses": ["test_planar_log_det", "test_planar_reverse_kl"],
+    },
     # Exercise 4: planar_reverse_kl
     {
         "name": "reverse-kl-wrong-sign",
@@ -97,6 +122,15 @@ MUTANTS = [
         "cell": "planar_reverse_kl",
         "find": "        log_q = log_q - planar_log_det(z, u_hat, w, b)\n        z = planar_map(z, u_hat, w, b)",
         "replace": "        z = planar_map(z, u_hat, w, b)\n        log_q = log_q - planar_log_det(z, u_hat, w, b)",
+        "loses": ["test_planar_reverse_kl"],
+    },
+    # issue 19: right value, wrong gradient: the samples are detached between layers, so the
+    # gradient misses the path through x (and through log_target), and training silently fails
+    {
+        "name": "reverse-kl-detached-samples",
+        "cell": "planar_reverse_kl",
+        "find": "z = planar_map(z, u_hat, w, b)",
+        "replace": "z = planar_map(z, u_hat, w, b).detach()",
         "loses": ["test_planar_reverse_kl"],
     },
     {
