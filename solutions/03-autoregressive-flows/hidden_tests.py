@@ -81,10 +81,19 @@ def _grader_made_map(weights, biases, kind, flip=False):
             out = p[..., 0]
         elif kind == "log_scale":
             out = p[..., 1]
+        elif kind == "conditioner":  # (mu, alpha), as made_conditioner of a MAF layer's MADE
+            return p[..., 0], 3.0 * torch.tanh(p[..., 1] / 3.0)
         else:
             out = (v - p[..., 0]) * torch.exp(-3.0 * torch.tanh(p[..., 1] / 3.0))
         return out.flip(1) if flip else out
     return f
+
+
+def _grader_with_conditioner(name, x, n_layers, *weights_and_biases):
+    """The student's name(x, conditioner) with a MADE conditioner built here from the given
+    weights and biases, so that autograd reaches x and every weight."""
+    cond = _grader_made_map(list(weights_and_biases[:n_layers]), list(weights_and_biases[n_layers:]), "conditioner")
+    return globals()[name](x, cond)
 
 
 def _grader_relu_gate():
@@ -132,6 +141,50 @@ def _shift(v):  # mu_k = v_{k-1} (mu_1 = 0), alpha = 0
     return torch.cat([torch.zeros_like(v[:, :1]), v[:, :-1]], dim=1), torch.zeros_like(v)
 
 
+def _layers_of(made):
+    return [m for m in made.hidden_net if isinstance(m, MaskedLinear)] + [made.output]
+
+
+def _check_grads(student, name, layer, made, x, ref_fn, gen, what, arg="x"):
+    """Gradients of the student's ``name(x, conditioner)`` (the conditioner: ``made``, built in
+    the student's process) with respect to x and every weight and bias of the MADE, against the
+    reference's autograd (``ref_fn(x) -> tensor or tuple``), float64, random cotangents."""
+    layers = _layers_of(made)
+    weights, biases = _made_weights(made)
+    x_req = x.clone().requires_grad_(True)
+    outs = ref_fn(x_req)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    cots = [torch.randn(o.shape, generator=gen, dtype=F64) for o in outs]
+    params = [m.weight for m in layers] + [m.bias for m in layers]
+    ref_grads = torch.autograd.grad(outs, [x_req, *params], cots)
+    n = len(layers)
+    args = (name, x, n, *weights, *biases)
+    try:
+        value, grads = student.call_grad("_grader_with_conditioner", args, wrt=tuple([1] + list(range(3, 3 + 2 * n))),
+                                         cotangents=cots)
+    except AssertionError as exc:  # say the student's call, not the helper's
+        raise AssertionError(f"{what}: {exc}") from None
+    # the values with this (differentiable) conditioner match the reference's too
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    if len(values) != len(outs):
+        raise AssertionError(f"{what}: expected {len(outs)} outputs, got {len(values)}")
+    for i, (v, o) in enumerate(zip(values, outs)):
+        close(tensor(v, f"{what}, output {i}", shape=o.shape, dtype=F64), o.detach(), 1e-8 * (1 + o.detach().abs().max().item()),
+              f"{what}, output {i}")
+    labels = [arg] + [f"the weight of MADE layer {i + 1}" for i in range(n)] + [f"the bias of MADE layer {i + 1}" for i in range(n)]
+    masks = [None] + [m.mask for m in layers] + [None] * n
+    for label, g, r, mask in zip(labels, grads, ref_grads, masks):
+        if g is None:
+            raise AssertionError(f"{what}: no gradient with respect to {label} (is the conditioner's output detached, "
+                                 "or computed under no_grad?)")
+        tensor(g, f"{what}: d/d{label}", shape=r.shape)
+        if mask is not None:  # the grader's weights are passed masked: only the unmasked entries are the MADE's
+            g = g * mask
+        close(g, r, 1e-8 * (1 + r.abs().max().item()),
+              f"{what}: gradient with respect to {label} against the reference's autograd, relative to 1 + max|grad| "
+              "(is an intermediate detached?)")
+
+
 # ------------------------------------------------------------------------- Exercise 1
 def _reference_masks(order, hidden):
     made = MADE(len(order), tuple(hidden), order=order, n_params=1)
@@ -172,13 +225,21 @@ def test_made_masks(student, seed):
     for order, hidden in cases:
         ref = _reference_masks(order, hidden)
         what = f"made_masks({order}, {hidden})"
-        _compare_masks(_as_masks(student.call("made_masks", order, hidden), what, len(ref)), ref, what)
+        got = student.call("made_masks", order, hidden)
+        _compare_masks(_as_masks(got, what, len(ref)), ref, what)
+        for i, m in enumerate(got):  # the spec: float tensors of 0.0 and 1.0 (a bool mask cannot multiply weights in place)
+            if not isinstance(m, torch.Tensor) or not m.is_floating_point():
+                kind = str(m.dtype).replace("torch.", "") if isinstance(m, torch.Tensor) else type(m).__name__
+                raise AssertionError(f"{what}: mask {i} must be a float tensor of 0.0 and 1.0, got {kind}")
 
     # order as a (CPU) tensor of ints, hidden sizes as a tuple
     _define(student, _HELPERS)
     what = "made_masks(torch.tensor([2, 0, 1]), (4,))"
     ref = _reference_masks([2, 0, 1], [4])
-    got = _as_masks(student.call("_grader_made_masks_tensor_order", [2, 0, 1], (4,)), what, len(ref))
+    try:
+        got = _as_masks(student.call("_grader_made_masks_tensor_order", [2, 0, 1], (4,)), what, len(ref))
+    except AssertionError as exc:
+        raise AssertionError(f"{what}: {exc}") from None
     _compare_masks(got[-1:], ref[-1:], what + ", the output mask")
 
     for bad in ([0, 0, 1], [0, 2], [1, 2, 3], []):
@@ -261,6 +322,11 @@ def test_maf_log_prob(student, seed):
             case5 = (layer, xs, ref)
 
     layer, xs, ref = case5
+    _define(student, _HELPERS)
+    _check_grads(student, "maf_log_prob", layer, layer.made, xs,
+                 lambda x: flowlib.Flow(StandardNormal(5), layer).to(F64).log_prob(x), gen,
+                 "maf_log_prob(float64 (64, 5), a random MADE conditioner) with autograd")
+
     what = "maf_log_prob(float32 (64, 5), a random MADE conditioner taking and returning float32)"
     got32 = tensor(student.call("maf_log_prob", xs.float(), _conditioner(student, layer._params, 5, "a float32 conditioner", F32)),
                    what, shape=(64,), dtype=F32)
@@ -303,6 +369,14 @@ def test_maf_sample(student, seed):
         close(ladj, ladj_ref, 1e-8, what + ", log|det dx/dz| (it is +sum alpha, from a pass with exact x_<k)")
         if len(cond.calls) > D + 1:
             raise AssertionError(f"{what}: {len(cond.calls)} conditioner calls for D = {D}: use D passes")
+        if D == 5:
+            case5 = (layer, zs)
+
+    # x and log|det dx/dz| are differentiable in z and in the conditioner's weights (every pass)
+    layer, zs = case5
+    _define(student, _HELPERS)
+    _check_grads(student, "maf_sample", layer, layer.made, zs, layer.inverse, gen,
+                 "maf_sample(float64 (32, 5), a random MADE conditioner) with autograd", arg="z")
 
 
 # ------------------------------------------------------------------------- Exercise 4
@@ -339,6 +413,15 @@ def test_iaf_sample(student, seed):
             case5 = (layer, zs, log_q_ref)
 
     layer, zs, log_q_ref = case5
+    _define(student, _HELPERS)
+
+    def reference(z):
+        x, ladj = layer.inverse(z)
+        return x, StandardNormal(5).to(F64).log_prob(z) - ladj
+
+    _check_grads(student, "iaf_sample", layer, layer.bijection.made, zs, reference, gen,
+                 "iaf_sample(float64 (32, 5), a random MADE conditioner) with autograd", arg="z")
+
     what = "iaf_sample(float32 (32, 5), a random MADE conditioner taking and returning float32)"
     x32, log_q32 = sequence(student.call("iaf_sample", zs.float(),
                                          _conditioner(student, layer.bijection._params, 5, "a float32 conditioner", F32)), 2, what)
@@ -359,7 +442,10 @@ def test_is_lower_triangular(student, seed):
     _define(student, _HELPERS)
 
     def lower(fn, x, what, **kwargs):
-        got = student.call("is_lower_triangular", fn, x, **kwargs)
+        try:
+            got = student.call("is_lower_triangular", fn, x, **kwargs)
+        except AssertionError as exc:  # the message names the case, not the handle of the function
+            raise AssertionError(f"{what}: {exc}") from None
         if not isinstance(got, bool):
             raise AssertionError(f"{what}: return a Python bool, got {type(got).__name__}")
         return got
@@ -416,4 +502,11 @@ def test_is_lower_triangular(student, seed):
         if got is not want:
             raise AssertionError(f"{what}: expected {want}, got {got}")
 
-    student.raises(ValueError, "is_lower_triangular", student.call("_grader_scaled", 1.0), torch.zeros(5, dtype=F64))
+    identity = student.call("_grader_scaled", 1.0)
+    for bad in (torch.zeros(5, dtype=F64), torch.zeros(2, 3, 1, dtype=F64), torch.zeros((), dtype=F64)):
+        what = f"is_lower_triangular(x -> x, float64 {tuple(bad.shape)})"
+        try:
+            student.raises(ValueError, "is_lower_triangular", identity, bad)
+        except AssertionError as exc:
+            text = str(exc)
+            raise AssertionError(what + text[text.find(" must raise "):] if " must raise " in text else f"{what}: {text}") from None

@@ -40,6 +40,14 @@ MUTANTS = [
         "replace": "if D == 0:",
         "loses": ["test_made_masks"],
     },
+    # issue 19: the output dtype the spec fixes (float 0/1 masks), returned as bool
+    {
+        "name": "masks-bool-output-mask",
+        "cell": "made_masks",
+        "find": "masks.append((in_degrees[:, None] > prev[None, :]).float())",
+        "replace": "masks.append(in_degrees[:, None] > prev[None, :])",
+        "loses": ["test_made_masks"],
+    },
     # Exercise 2: maf_log_prob
     {
         "name": "maf-log-prob-missing-log-det",
@@ -69,6 +77,15 @@ MUTANTS = [
         "replace": "",
         "loses": ["test_maf_log_prob"],
     },
+    # issue 19: right value, wrong gradient: the conditioner run without autograd, so the
+    # log-density cannot train the MADE
+    {
+        "name": "maf-log-prob-conditioner-without-grad",
+        "cell": "maf_log_prob",
+        "find": "    mu, alpha = conditioner(x)\n",
+        "replace": "    with torch.no_grad():\n        mu, alpha = conditioner(x)\n",
+        "loses": ["test_maf_log_prob"],
+    },
     # Exercise 3: maf_sample
     {
         "name": "maf-sample-one-pass",
@@ -89,6 +106,15 @@ MUTANTS = [
         "cell": "maf_sample",
         "find": "x = mu + z * torch.exp(alpha)",
         "replace": "x = (z - mu) * torch.exp(-alpha)",
+        "loses": ["test_maf_sample"],
+    },
+    # issue 19: right values, wrong gradients: each pass reads a detached x, so dx/dz and the
+    # log-det's gradient miss the dependence through x_<k
+    {
+        "name": "maf-sample-passes-detached",
+        "cell": "maf_sample",
+        "find": "mu, alpha = conditioner(x)",
+        "replace": "mu, alpha = conditioner(x.detach())",
         "loses": ["test_maf_sample"],
     },
     # Exercise 4: iaf_sample
@@ -119,6 +145,14 @@ MUTANTS = [
         "replace": "x = (z - mu) * torch.exp(alpha)",
         "loses": ["test_iaf_sample"],
     },
+    # issue 19: right values, wrong gradient with respect to z (the conditioner reads a detached z)
+    {
+        "name": "iaf-conditioner-reads-detached-noise",
+        "cell": "iaf_sample",
+        "find": "mu, alpha = conditioner(z)",
+        "replace": "mu, alpha = conditioner(z.detach())",
+        "loses": ["test_iaf_sample"],
+    },
     # Exercise 5: is_lower_triangular
     {
         "name": "triangular-checks-upper-triangle",
@@ -146,6 +180,14 @@ MUTANTS = [
         "cell": "is_lower_triangular",
         "find": "(J.abs() > atol)",
         "replace": "(J.abs() > 0)",
+        "loses": ["test_is_lower_triangular"],
+    },
+    # issue 19: a raises clause of the spec ("x not 2-D") half implemented: 3-D and 0-D x get through
+    {
+        "name": "triangular-raises-only-for-1d",
+        "cell": "is_lower_triangular",
+        "find": "if x.dim() != 2:",
+        "replace": "if x.dim() == 1:",
         "loses": ["test_is_lower_triangular"],
     },
 ]
