@@ -153,6 +153,8 @@ def test_ve_marginal(student, seed):
     _allclose(s32, ref_std, 1e-4, 1e-6, what + ", std")
 
     student.raises(ValueError, "ve_marginal", xb, torch.full((63,), 0.5, dtype=F64), 0.02, 30.0)
+    # any other shape, also one with 64 entries (issue 19: every raises clause)
+    student.raises(ValueError, "ve_marginal", xb, torch.full((64, 1), 0.5, dtype=F64), 0.02, 30.0)
 
 
 # ------------------------------------------------------------------------- Exercise 2
@@ -200,6 +202,7 @@ def test_vp_marginal(student, seed):
     _allclose(m32, ref_mean, 1e-4, 1e-6, what + ", mean")
 
     student.raises(ValueError, "vp_marginal", xb, torch.full((64, 1), 0.5, dtype=F64), 0.1, 20.0)
+    student.raises(ValueError, "vp_marginal", xb, torch.full((63,), 0.5, dtype=F64), 0.1, 20.0)
 
 
 # ------------------------------------------------------------------------- Exercise 3
@@ -335,7 +338,8 @@ def test_em_sampler(student, seed):
         if not abs(near.std(0).mean().item() - 0.5) < 0.1:
             raise AssertionError(f"{what}: the 0.7 mode has std {near.std(0).mean().item():.3f}, expected 0.5 (allowed: 0.1 off)")
 
-        for bad in (dict(n_steps=0), dict(n_steps=5, eps=0.0), dict(n_steps=5, eps=1.5)):
+        # eps = T is the boundary of 0 < eps < T (issue 19: the extremes the spec names)
+        for bad in (dict(n_steps=0), dict(n_steps=5, eps=0.0), dict(n_steps=5, eps=1.5), dict(n_steps=5, eps=1.0)):
             student.raises(ValueError, "em_sampler", oracle, handle, small, **{"eps": 1e-3, **bad})
 
 

@@ -172,6 +172,8 @@ def test_exact_divergence(student, seed):
     close(got32, ref, 1e-3 * (1 + ref.abs().max().item()), what)
 
     student.raises(ValueError, "exact_divergence", _fn(student, fn, name), xs[0])
+    # any other number of dimensions, also 3 (issue 19: every raises clause)
+    student.raises(ValueError, "exact_divergence", _fn(student, fn, name), xs[:, :, None])
 
 
 # ------------------------------------------------------------------------- Exercise 3
@@ -283,7 +285,8 @@ def test_ode_log_likelihood_exact(student, seed):
     close(accurate, truth, 2e-3, what + ": with 40 steps and the exact p_T the result should match the exact log-density")
     what = f"ode_log_likelihood(exact mixture score, {sde}, float32 (12, 2), n_steps=3)"
     tensor(student.call("ode_log_likelihood", oracle, handle, xs.float(), n_steps=3), what, shape=(12,), dtype=F32)
-    for bad in (dict(trace="stochastic"), dict(n_steps=0), dict(eps=0.0), dict(eps=1.5)):
+    # eps = T is the boundary of 0 < eps < T (issue 19: the extremes the spec names)
+    for bad in (dict(trace="stochastic"), dict(n_steps=0), dict(eps=0.0), dict(eps=1.5), dict(eps=1.0)):
         student.raises(ValueError, "ode_log_likelihood", oracle, handle, xs, **bad)
 
 

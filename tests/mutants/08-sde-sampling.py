@@ -35,6 +35,15 @@ MUTANTS = [
         "replace": "return x0.clone(), std",
         "loses": ["test_ve_marginal"],
     },
+    {
+        # issue 19 (raises clauses): "ValueError if t is a tensor of any other shape", here a
+        # (batch, 1) t with as many entries as the batch; _times is shared, so both cells lose
+        "name": "times-accepts-any-shape-with-batch-entries",
+        "cell": "ve_marginal",
+        "find": "    if t.shape != (x.shape[0],):",
+        "replace": "    if t.numel() != x.shape[0]:",
+        "loses": ["test_ve_marginal", "test_vp_marginal"],
+    },
     # Exercise 2: vp_marginal
     {
         "name": "vp-mean-missing-alpha",
@@ -137,6 +146,14 @@ MUTANTS = [
         "cell": "em_sampler",
         "find": "if n_steps < 1 or not 0 < eps < sde.T:",
         "replace": "if n_steps < 1:",
+        "loses": ["test_em_sampler"],
+    },
+    {
+        # issue 19 (extremes): eps = T, the boundary of 0 < eps < T, must raise too
+        "name": "sampler-accepts-eps-equal-T",
+        "cell": "em_sampler",
+        "find": "if n_steps < 1 or not 0 < eps < sde.T:",
+        "replace": "if n_steps < 1 or not 0 < eps <= sde.T:",
         "loses": ["test_em_sampler"],
     },
     # Exercise 6: pc_step

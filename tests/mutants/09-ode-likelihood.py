@@ -42,6 +42,14 @@ MUTANTS = [
         "replace": "if True:",
         "loses": ["test_exact_divergence"],
     },
+    {
+        # issue 19 (raises clauses): "raise ValueError if x is not 2-D", here a 3-D x
+        "name": "divergence-accepts-3d-x",
+        "cell": "exact_divergence",
+        "find": "if not isinstance(x, torch.Tensor) or x.dim() != 2:",
+        "replace": "if not isinstance(x, torch.Tensor) or x.dim() < 2:",
+        "loses": ["test_exact_divergence"],
+    },
     # Exercise 3: hutchinson_divergence
     {
         "name": "hutchinson-probe-on-one-side",
@@ -85,6 +93,14 @@ MUTANTS = [
         "find": "div = hutchinson_divergence(drift, y, probe)",
         "replace": "div = hutchinson_divergence(drift, y, (2 * torch.randint(0, 2, x.shape, generator=generator, device=dev) - 1).to(x.device, x.dtype))",
         "loses": ["test_ode_log_likelihood_hutchinson"],
+    },
+    {
+        # issue 19 (extremes): eps = T, the boundary of 0 < eps < T, must raise too
+        "name": "ode-accepts-eps-equal-T",
+        "cell": "ode_log_likelihood",
+        "find": "if n_steps < 1 or not 0 < eps < sde.T:",
+        "replace": "if n_steps < 1 or not 0 < eps <= sde.T:",
+        "loses": ["test_ode_log_likelihood_exact"],
     },
     {
         "name": "time-grid-from-zero",
