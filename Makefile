@@ -2,8 +2,9 @@
 #   make book      build the executed website into _build/html (fails on any warning)
 #   make test      run the whole test suite
 #   make release   regenerate notebooks/ (student versions) from solutions/
-#   make grade SUBMISSIONS=DIR [ASSIGNMENT=name] [KERNEL=kernelspec] [SANDBOX=0] [WORKERS=N DB=postgresql+psycopg://...]   autograde a class, write feedback and grades CSV
-#                  (each kernel sandboxed in bubblewrap by default, KERNEL too; SANDBOX=0 runs student code unconfined)
+#   make grade SUBMISSIONS=DIR [ASSIGNMENT=name] [KERNEL=kernelspec] [SANDBOX=0] [WORKERS=N DB=postgresql+psycopg://...] [SIMILARITY=0.6|off]   autograde a class, write feedback and grades CSV
+#                  (each kernel sandboxed in bubblewrap by default, KERNEL too; SANDBOX=0 runs student code unconfined;
+#                  copy detection flags similar solutions for review, report in autograder/course/similarity/)
 #   make lab       JupyterLab on the student notebooks (127.0.0.1 only)
 #   make bench [QUICK=1]   flowlib vs zuko side by side + course costs -> bench/results.md (QUICK: tiny budgets -> _build/bench/results-quick.md)
 #   make margins   every outcome threshold over 8 seeds x 1 and 2 threads vs a weaker model -> bench/outcome-margins.md
@@ -21,6 +22,7 @@ KERNEL      ?=
 WORKERS     ?= 1
 DB          ?=
 SANDBOX     ?= 1
+SIMILARITY  ?=
 
 .PHONY: venv book test release grade lab bench margins clean
 
@@ -45,7 +47,7 @@ release: $(STAMP)
 
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=DIR [ASSIGNMENT=name]"; exit 2; }
-	$(BIN)/python autograder/grade.py "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(KERNEL),--kernel "$(KERNEL)") $(if $(filter 0,$(SANDBOX)),--no-sandbox) --workers $(WORKERS) $(if $(DB),--db "$(DB)")
+	$(BIN)/python autograder/grade.py "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(KERNEL),--kernel "$(KERNEL)") $(if $(filter 0,$(SANDBOX)),--no-sandbox) --workers $(WORKERS) $(if $(DB),--db "$(DB)") $(if $(SIMILARITY),--similarity "$(SIMILARITY)")
 
 lab: $(STAMP)
 	$(BIN)/python autograder/student_lab/lab.py

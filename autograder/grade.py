@@ -41,6 +41,7 @@ COURSE = HERE / "course"
 SUBMITTED = COURSE / "submitted"
 AUTOGRADED = COURSE / "autograded"
 FEEDBACK = COURSE / "feedback"
+SIMILARITY = COURSE / "similarity"  # copy-detection reports, one HTML page per assignment
 GRADEBOOK_URL = "sqlite:///" + str(COURSE / "gradebook.db")  # --db replaces it (e.g. PostgreSQL)
 GRADES_CSV = COURSE / "grades.csv"
 
@@ -377,13 +378,57 @@ def flag(res: Result, findings: list[str]) -> Result:
     return res
 
 
-def write_csv(results: list[Result]) -> None:
-    """Merge this run's rows into grades.csv: rows of students not graded now are kept."""
+_SIMILAR = "similar code, for review"
+
+
+def _with_similarity(status: str, reason: str, flags: list[tuple[str, float]]) -> tuple[str, str]:
+    """A row's status and reason once copy detection flagged it: ``graded`` becomes
+    ``flagged``; any other status (failed, missing, flagged by the scan) stays as it is. The
+    reason names each other party and the similarity; an earlier similarity note is
+    replaced, anything else in the reason is kept. The score is never touched."""
+    import similarity
+
+    kept = "; ".join(part for part in reason.split("; ") if part and not part.startswith(_SIMILAR))
+    note = similarity.reason(flags)
+    return ("flagged" if status == "graded" else status), (f"{kept}; {note}" if kept else note)
+
+
+def copy_detection(assignment: str, results: list[Result], threshold: float) -> dict[str, list[tuple[str, float]]]:
+    """Compare the solution cells of every student of ``assignment`` who has a submitted
+    notebook (this run's and earlier runs') with each other and with flowlib's source of the
+    graded objects (autograder/similarity.py); write the HTML report to
+    ``course/similarity/<assignment>.html``; mark this run's flagged rows (the score stays).
+    Returns student -> flags, for the rows of earlier runs (see :func:`write_csv`)."""
+    import similarity
+
+    notebooks = {p.parent.parent.name: p for p in sorted(SUBMITTED.glob(f"*/{assignment}/{assignment}.ipynb"))
+                 if not p.is_symlink() and p.is_file()}
+    if not notebooks:
+        return {}
+    result = similarity.check(REPO, assignment, notebooks, threshold)
+    report = similarity.write_report(result, SIMILARITY / f"{assignment}.html")
+    flags = result.flags
+    for r in results:
+        if r.assignment == assignment and r.student in flags:
+            r.status, r.reason = _with_similarity(r.status, r.reason, flags[r.student])
+    print(f"copy detection: {len(result.flagged)} pair(s) at or above {threshold:g} among {len(notebooks)} "
+          f"submissions of {assignment}; report: {report}", flush=True)
+    return flags
+
+
+def write_csv(results: list[Result], similar: dict[tuple[str, str], list[tuple[str, float]]] | None = None) -> None:
+    """Merge this run's rows into grades.csv: rows of students not graded now are kept;
+    ``similar`` flags rows of earlier runs ((student, assignment) -> flags) that a classmate
+    graded now is similar to (status and reason only, as :func:`copy_detection` does)."""
     rows: dict[tuple[str, str], dict[str, str]] = {}
     if GRADES_CSV.is_file():
         with GRADES_CSV.open(newline="") as fh:
             for row in csv.DictReader(fh):
                 rows[(row["student"], row["assignment"])] = row
+    now = {(r.student, r.assignment) for r in results}
+    for key, flags in (similar or {}).items():
+        if key in rows and key not in now:
+            rows[key]["status"], rows[key]["reason"] = _with_similarity(rows[key]["status"], rows[key]["reason"], flags)
     for r in results:
         row = {"student": r.student, "assignment": r.assignment, "status": r.status,
                "score": f"{r.score:g}", "max_score": f"{r.max_score:g}", "reason": r.reason}
@@ -421,6 +466,18 @@ def summarise(results: list[Result], notes: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _threshold(text: str) -> float:
+    if text.strip().lower() in ("off", "no", "none", "false"):
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] or 'off', got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"the similarity threshold is a share in [0, 1] (0: off), got {value:g}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("submissions", type=Path, help="folder with one folder or .ipynb per student")
@@ -436,7 +493,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", help="gradebook URL, e.g. postgresql+psycopg://user@host/db "
                                      "(default: SQLite in autograder/course/gradebook.db)")
     parser.add_argument("--workers", type=int, default=1, help="students graded at once (needs a server database)")
+    parser.add_argument("--similarity", type=_threshold, default=None, metavar="T|off",
+                        help="copy-detection threshold in (0, 1]: pairs of students (or a student and flowlib's "
+                             "source) at or above it are flagged for review, scores unchanged; 0 or 'off' disables "
+                             "it (default: similarity.DEFAULT_THRESHOLD, 0.6; see README)")
     args = parser.parse_args(argv)
+    if args.similarity is None:
+        import similarity
+
+        args.similarity = similarity.DEFAULT_THRESHOLD
     if not args.submissions.is_dir():
         parser.error(f"{args.submissions} is not a folder of submissions")
     if args.workers < 1:
@@ -465,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     COURSE.mkdir(parents=True, exist_ok=True)
     results: list[Result] = []
+    similar: dict[tuple[str, str], list[tuple[str, float]]] = {}
     for asg in sorted({a for _, a in found}):
         register(asg)
         todo = []
@@ -497,7 +563,14 @@ def main(argv: list[str] | None = None) -> int:
         with ThreadPoolExecutor(max_workers=args.workers) as pool:
             results.extend(pool.map(grade_student, todo))
         generate_feedback(asg, results)
-    write_csv(results)
+        if args.similarity > 0:
+            try:
+                flags = copy_detection(asg, results, args.similarity)
+            except Exception as err:  # never lose a class's grades to the copy check
+                notes.append(f"copy detection for {asg} failed: {type(err).__name__}: {err}")
+                flags = {}
+            similar.update({(student, asg): f for student, f in flags.items()})
+    write_csv(results, similar)
     print(summarise(results, notes))
     return 0
 

@@ -260,8 +260,9 @@ def test_hooks_and_lies_get_zero_through_grade_py(course_copy, tmp_path):
         (subs / name).mkdir(parents=True)
         nbformat.write(nb, subs / name / f"{ASG}.ipynb")
     env = dict(os.environ, FLOWLIB_CELL_TIMEOUT="20")
-    proc = subprocess.run([sys.executable, str(course_copy / "autograder" / "grade.py"), str(subs), "--assignment", ASG],
-                          capture_output=True, text=True, timeout=1800, env=env)
+    # every hostile notebook carries the reference solution: copy detection (test_similarity) is off
+    proc = subprocess.run([sys.executable, str(course_copy / "autograder" / "grade.py"), str(subs), "--assignment", ASG,
+                           "--similarity", "off"], capture_output=True, text=True, timeout=1800, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with (course_copy / "autograder" / "course" / "grades.csv").open() as fh:
         rows = {r["student"]: r for r in csv.DictReader(fh)}
