@@ -93,16 +93,22 @@ def main(argv=None) -> int:
         else:
             ref, weak, secs = measure(exp, args.seeds, args.threads)
             stored[name] = {c.stat: {"ref": ref[c.stat], "weak": weak[c.stat]} for c in exp.checks}
+            if args.only:
+                stored.setdefault("_remeasured", {})[name] = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
         for check in exp.checks:
             lines.append(row(exp, check, ref[check.stat], weak[check.stat]))
             worst.append((outcomes.margin(check, ref[check.stat], weak[check.stat])[0], name, check.stat))
         print(f"{name}: {secs:.1f} s", *lines[-len(exp.checks):], sep="\n", flush=True)
     elapsed = time.perf_counter() - total
     meta = stored.get("_meta", {})
-    if not args.recompute:
-        meta = {"when": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "seconds": round(elapsed)}
+    now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    if not args.recompute and not args.only:
+        meta = {"when": now, "seconds": round(elapsed)}
         stored["_meta"] = meta
     when, secs = meta.get("when", "?"), meta.get("seconds", round(elapsed))
+    if args.only:  # the worst margins of the whole table, from the stored values
+        worst = [(outcomes.margin(c, stored[n][c.stat]["ref"], stored[n][c.stat]["weak"])[0], n, c.stat)
+                 for n, e in registry.items() if n in stored for c in e.checks if c.stat in stored[n]]
     worst.sort()
     header = [
         "# Outcome assertions: thresholds, spread over seeds and threads, weaker models",
@@ -129,10 +135,14 @@ def main(argv=None) -> int:
         kept = [ln for ln in args.out.read_text().splitlines()
                 if (m := re.match(r"\| `([^`]+)` \|", ln)) and m.group(1) not in names and m.group(1) in registry]
         lines = sorted(kept + lines)
-        header[9] += f" Re-measured only: {', '.join(names)}; other rows kept from the previous run."
+    if not args.only and not args.recompute:  # a full measurement: every row is from this run
+        stored.pop("_remeasured", None)
+    later = stored.get("_remeasured", {})
+    if later:
+        header[9] += " Re-measured later (`--only`): " + ", ".join(f"{n} ({w})" for n, w in sorted(later.items())) + "."
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.out == OUT:
-        VALUES.write_text(json.dumps({k: stored[k] for k in sorted(stored) if k in registry or k == "_meta"}, indent=1) + "\n")
+        VALUES.write_text(json.dumps({k: stored[k] for k in sorted(stored) if k in registry or k.startswith("_")}, indent=1) + "\n")
     args.out.write_text("\n".join(header + lines) + "\n")
     print(f"wrote {args.out} in {elapsed:.0f} s")
     return 0

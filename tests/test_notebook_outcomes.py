@@ -235,9 +235,9 @@ def nb08_em_gaussian(seed: int, weaker: bool = False) -> dict:
 def _em_experiment(sde_name: str, n_steps: int, weak_steps: int):
     @outcome(f"solutions/08-sde-sampling/hidden_tests.py: test_em_sampler ({sde_name} SDE, exact mixture score)",
              [Check("mode_err", "<", 0.04, f"|fraction of 3000 samples nearer the 0.7 mode - 0.7|, {n_steps} steps"),
-              Check("std_err", "<", 0.1, "|std of the samples within 2 of that mode - 0.5|")],
+              Check("std_err", "<", 0.13, "|std of the samples within 2 of that mode - 0.5|")],
              weaker=f"the same sampler with {weak_steps} steps", name=f"nb08_em_mixture_{sde_name}",
-             extra={"asg": "08-sde-sampling", "file": "hidden_tests.py", "snippet": "abs(near.std(0).mean().item() - 0.5) < 0.1"})
+             extra={"asg": "08-sde-sampling", "file": "hidden_tests.py", "snippet": "abs(near.std(0).mean().item() - 0.5) < 0.13"})
     def run(seed: int, weaker: bool = False) -> dict:
         sde = VPSDE(0.1, 20.0) if sde_name == "VP" else VESDE(0.01, 10.0)
         gmm = GaussianMixture([0.7, 0.3], [[-2.0, -1.0], [2.0, 1.5]], stds=[0.5, 0.4]).to(torch.float64)

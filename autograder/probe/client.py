@@ -359,7 +359,10 @@ class Student:
 
     def _ensure(self) -> Probe:
         if not self.probe.alive():
+            # (re)starting the process (seconds on a busy machine) does not count against the exercise
+            started = time.monotonic()
             self.probe.start()
+            self.deadline += time.monotonic() - started
         return self.probe
 
     def function(self, fn: Callable, max_calls: int = 1000, name: str | None = None,

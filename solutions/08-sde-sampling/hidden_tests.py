@@ -335,8 +335,8 @@ def test_em_sampler(student, seed):
             raise AssertionError(f"{what}: {first:.3f} of the samples are in the 0.7 mode (allowed: 0.04 off)")
         # component spread
         near = samples[(samples - gmm.means[0]).norm(dim=1) < 2.0]
-        if not abs(near.std(0).mean().item() - 0.5) < 0.1:
-            raise AssertionError(f"{what}: the 0.7 mode has std {near.std(0).mean().item():.3f}, expected 0.5 (allowed: 0.1 off)")
+        if not abs(near.std(0).mean().item() - 0.5) < 0.13:
+            raise AssertionError(f"{what}: the 0.7 mode has std {near.std(0).mean().item():.3f}, expected 0.5 (allowed: 0.13 off)")
 
         # eps = T is the boundary of 0 < eps < T (issue 19: the extremes the spec names)
         for bad in (dict(n_steps=0), dict(n_steps=5, eps=0.0), dict(n_steps=5, eps=1.5), dict(n_steps=5, eps=1.0)):
