@@ -370,11 +370,18 @@ def tampering_findings(student: str, assignment: str) -> list[str]:
     return scan_notebook(submitted, ids, names, copies)
 
 
-def flag(res: Result, findings: list[str]) -> Result:
-    """Hold a tampering submission at 0 for review, keeping what nbgrader computed."""
+def flag(res: Result, findings: list[str], keep_score: bool = False) -> Result:
+    """Flag a submission whose code the static scan reports, for review. Where the hidden
+    tests run in the submission's own kernel (an assignment without hidden_tests.py) such
+    code could have changed the score, so it is held at 0; where the verdicts are computed in
+    the grader (autograder/README.md) it cannot, and the score is kept."""
     shown = "; ".join(findings[:5]) + (f"; and {len(findings) - 5} more" if len(findings) > 5 else "")
-    res.reason = f"flagged for review (autograder score {res.score:g}/{res.max_score:g}): {shown}"
-    res.status, res.score = "flagged", 0.0
+    if keep_score:
+        res.reason = f"flagged for review, score kept (verdicts computed by the grader): {shown}"
+    else:
+        res.reason = f"flagged for review (autograder score {res.score:g}/{res.max_score:g}): {shown}"
+        res.score = 0.0
+    res.status = "flagged"
     return res
 
 
@@ -555,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
             res = grade_one(student, asg, args.kernel, args.sandbox)
             findings = tampering_findings(student, asg)
             if findings and res.status == "graded":
-                res = flag(res, findings)
+                res = flag(res, findings, keep_score=(REPO / "solutions" / asg / "hidden_tests.py").is_file())
             print(f"{student:>20} {asg}: {res.status} {res.score:g}/{res.max_score:g} {res.reason}", flush=True)
             return res
 

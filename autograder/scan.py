@@ -20,7 +20,14 @@ A cell whose source is exactly one of the instructor's locked cells (a copy-past
 cell, say) is the instructor's code and is not scanned.
 
 A finding does not change what nbgrader computes; the grader reports the student as
-"flagged" with score 0 and the reasons, for an instructor to review.
+"flagged" with the reasons, for an instructor to review. For an assignment graded by
+grader-side verdicts (autograder/README.md) the score is kept, since code in the student's
+process cannot change those; otherwise it is held at 0.
+
+Ordinary solution code is not a finding: ``torch.stack`` (only ``inspect``'s frame functions
+are), and attributes of the student's own objects (``self.logits = ...`` in an ``nn.Module``):
+only attributes of imported modules and of their classes (``torch.allclose = ...``,
+``torch.Tensor.__lt__ = ...``) are.
 """
 from __future__ import annotations
 
@@ -63,6 +70,23 @@ def _names(target: ast.AST):
         yield target
 
 
+def _root(node: ast.AST) -> str | None:
+    """The leftmost name of an attribute chain (``torch`` for ``torch.Tensor.__lt__``)."""
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        node = node.value if not isinstance(node, ast.Call) else node.func
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _module_aliases(tree: ast.AST) -> set[str]:
+    """Names bound to imported modules (and their members) anywhere in the cell, plus the
+    modules the setup cells import."""
+    names = {"torch", "math", "np", "numpy", "flowlib", "sys", "os", "builtins", "inspect", "F", "nn"}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
 def scan_source(source: str, locked_names: set[str] = frozenset()) -> list[str]:
     """Findings for one cell's source, as 'line N: what'."""
     # IPython magics and shell escapes are not Python; they are not needed either.
@@ -72,10 +96,11 @@ def scan_source(source: str, locked_names: set[str] = frozenset()) -> list[str]:
     except SyntaxError:
         return []  # the kernel reports it; a syntax error gains nothing
     found = []
+    module_names = _module_aliases(tree)
     for node in ast.walk(tree):
         for target in _targets(node):
             for t in _names(target):
-                if isinstance(t, ast.Attribute):
+                if isinstance(t, ast.Attribute) and _root(t) in module_names:
                     found.append(f"line {node.lineno}: assigns or deletes the attribute {ast.unparse(t)}")
                 elif isinstance(t, ast.Subscript) and "modules" in ast.unparse(t.value):
                     found.append(f"line {node.lineno}: writes to {ast.unparse(t.value)}")
@@ -83,7 +108,7 @@ def scan_source(source: str, locked_names: set[str] = frozenset()) -> list[str]:
             found.append(f"line {node.lineno}: uses {node.id}")
         elif isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRS:
             found.append(f"line {node.lineno}: uses .{node.attr}")
-        elif isinstance(node, ast.Attribute) and node.attr in INSPECT_FRAMES:
+        elif isinstance(node, ast.Attribute) and node.attr in INSPECT_FRAMES and _root(node) not in {"torch", "np", "numpy"}:
             found.append(f"line {node.lineno}: uses .{node.attr} (frame access)")
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) and node.module else [])

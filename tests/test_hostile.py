@@ -128,10 +128,15 @@ def test_scan_flags_tampering_and_passes_normal_code():
         "    max = x.max()  # a local named like a builtin is harmless\n"
         "    w = torch.softmax(logits, -1)\n"
         "    self_x = x.abs().sum()\n"
-        "    return w, max\n"
+        "    return torch.stack([w, max])\n"          # torch.stack is not inspect.stack
+        "class Fit(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.logits = torch.nn.Parameter(torch.zeros(3))\n"   # an attribute of one's own object
         "%matplotlib inline\n"
     )
-    assert scan_source(normal) == []
+    assert scan_source(normal) == [], scan_source(normal)
+    assert scan_source("import flowlib.testing as ft\nft.check_round_trip = print")  # a module under an alias
 
 
 def test_scan_allows_read_only_introspection():
@@ -223,7 +228,8 @@ def test_hostile_batch(course_copy, tmp_path):
     expect("correct_with_stderr", "graded", full)
     assert float(rows["calls_reference"]["test_mixture_cdf_values"]) == 0
     assert float(rows["calls_reference"]["score"]) < full
-    expect("monkeypatches", "flagged", 0, "autograder score 0/")
+    # reported for review; the score is the grader-side verdicts' (0: the notebook is blank), kept
+    expect("monkeypatches", "flagged", 0, "score kept")
     assert "torch.allclose" in rows["monkeypatches"]["reason"]
     expect("monkeypatch_evades_scan", "graded", 0)
 

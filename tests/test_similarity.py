@@ -172,11 +172,9 @@ def test_grade_py_flags_copies_and_keeps_scores(course_copy, tmp_path):
         row = rows[student]
         print(f"{student}: {row['status']} {row['score']}/{row['max_score']} {row['reason']}")
         assert "similar code" not in row["reason"], row
-        # the tampering scan (scan.py) flags torch.stack and self.x = ... in an nn.Module:
-        # not copy detection's business, but it must be the only reason for another status
-        assert row["status"] == "graded" or row["reason"].startswith("flagged for review (autograder score"), row
-    assert rows["hana"]["status"] == "graded" and rows["hana"]["reason"] == ""
-    assert float(rows["hana"]["score"]) == float(rows["hana"]["max_score"])
+        # nor by the tampering scan (torch.stack, self.x = ... in an nn.Module are ordinary code)
+        assert row["status"] == "graded" and row["reason"] == "", row
+        assert float(row["score"]) == float(row["max_score"]), row
     assert rows["nobody"]["status"] == "missing" and rows["broken"]["status"] == "failed"
     page = (course / "similarity" / f"{ASG}.html").read_text()
     assert "alice" in page and "flowlib:onedim.bisection_inverse" in page and "<mark>" in page

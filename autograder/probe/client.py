@@ -365,6 +365,21 @@ class Student:
             self.deadline += time.monotonic() - started
         return self.probe
 
+    def define(self, source: str) -> None:
+        """Run the grader's helper source (plain torch functions named ``_grader_*``) in the
+        student's process, where the student's code must differentiate a function, receive a
+        ``torch.Generator`` or a dtype, or call a module built there. Helpers only shape the
+        inputs that the student's functions receive; every answer is still judged here.
+        (Again after a restart: call it at the start of each use.)"""
+        probe = self._ensure()
+        reply = probe.request({"op": "exec", "cells": [{"id": "grader helpers", "source": source}],
+                               "cell_timeout": 30.0}, timeout=min(60.0, self._left()))
+        cells = reply.get("cells") if isinstance(reply, dict) else None
+        errors = [c.get("error") for c in cells or [] if isinstance(c, dict) and c.get("error")]
+        if not isinstance(cells, list) or errors:
+            detail = f"{errors[0].get('type')}: {str(errors[0].get('message'))[:300]}" if errors else "no answer"
+            raise AssertionError(f"the grader's helper functions could not be defined in your notebook's process ({detail})")
+
     def function(self, fn: Callable, max_calls: int = 1000, name: str | None = None,
                  differentiable: bool = False) -> GraderFunction:
         """A grader-side function to pass as an argument (e.g. the ``f`` of a root finder);

@@ -42,14 +42,7 @@ def _define(student, source: str) -> None:
     the student's process, where the student's code must differentiate them or receive a
     CPU tensor. They only shape the inputs the student's functions receive; every answer is
     still judged here."""
-    probe = student._ensure()
-    reply = probe.request({"op": "exec", "cells": [{"id": "grader helpers", "source": source}],
-                           "cell_timeout": 30.0}, timeout=min(60.0, student._left()))
-    cells = reply.get("cells") if isinstance(reply, dict) else None
-    errors = [c.get("error") for c in cells or [] if isinstance(c, dict) and c.get("error")]
-    if not isinstance(cells, list) or errors:
-        detail = f"{errors[0].get('type')}: {str(errors[0].get('message'))[:300]}" if errors else "no answer"
-        raise AssertionError(f"the grader's helper functions could not be defined in your notebook's process ({detail})")
+    student.define(source)
 
 
 _HELPERS = '''

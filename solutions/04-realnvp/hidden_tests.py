@@ -62,14 +62,7 @@ def _grader_new(_path, *args, **kwargs):
 
 def _define(student, source: str = _HELPERS) -> None:
     """Define the grader's helper functions in the student's process (again after a restart)."""
-    probe = student._ensure()
-    reply = probe.request({"op": "exec", "cells": [{"id": "grader helpers", "source": source}],
-                           "cell_timeout": 30.0}, timeout=min(60.0, student._left()))
-    cells = reply.get("cells") if isinstance(reply, dict) else None
-    errors = [c.get("error") for c in cells or [] if isinstance(c, dict) and c.get("error")]
-    if not isinstance(cells, list) or errors:
-        detail = f"{errors[0].get('type')}: {str(errors[0].get('message'))[:300]}" if errors else "no answer"
-        raise AssertionError(f"the grader's helper functions could not be defined in your notebook's process ({detail})")
+    student.define(source)
 
 
 def _student_module(student, path: str, args: tuple, module: nn.Module, dtype: torch.dtype):
