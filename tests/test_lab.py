@@ -44,10 +44,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _get(url: str, token: str, body: dict | None = None):
-    """GET, or POST with a JSON body; returns (status, text)."""
+def _get(url: str, token: str, body: dict | None = None, method: str | None = None):
+    """GET, or POST (or `method`) with a JSON body; returns (status, text)."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"Authorization": f"token {token}"})
+    req = urllib.request.Request(url, data=data, headers={"Authorization": f"token {token}"}, method=method)
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             return r.status, r.read().decode()
@@ -202,5 +202,72 @@ def test_student_lab(lab, tmp_path):
     assert "Success! Your notebook passes all the tests." in passed.stdout, passed.stdout[-2000:]
     assert "VALIDATION FAILED" not in passed.stdout
 
+    log = log_path.read_text()
+    assert not re.search(r"^\[E |Traceback", log, re.M), log[-3000:]
+
+
+def _chapter_title(chapter: str) -> str:
+    """The first level-1 heading of book/<chapter>.md."""
+    text = (REPO / "book" / f"{chapter}.md").read_text()
+    return re.search(r"^# (.+)$", text, re.M).group(1).strip()
+
+
+def test_chapter_links_open_the_chapter(lab):
+    """Each notebook's chapter link, as the lab shows it, opens that chapter of the website
+    (the lab's copy of _build/html at /course-site/); saving keeps the relative link on disk."""
+    base, token, root, env, log_path = lab
+    if not (REPO / "_build" / "html" / "index.html").is_file():
+        pytest.fail("the website is not built: run `make book` first (the lab serves _build/html)")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    released = sorted(p.name for p in root.iterdir() if (p / f"{p.name}.ipynb").is_file())
+    assert len(released) == 9, released
+    link = re.compile(r"\]\((/course-site/book/([\w.-]+)\.html)\)")
+    problems = []
+    with chromium() as driver:
+        wait = WebDriverWait(driver, 40)
+        for asg in released:
+            # What the lab's contents API gives the frontend: the intro's chapter link, rewritten.
+            status, body = _get(f"{base}/api/contents/{asg}/{asg}.ipynb", token)
+            assert status == 200, body[:500]
+            model = json.loads(body)
+            found = link.findall(model["content"]["cells"][0]["source"])
+            if not found or "../../book/" in model["content"]["cells"][0]["source"]:
+                problems.append(f"{asg}: intro has no /course-site/ chapter link: "
+                                f"{model['content']['cells'][0]['source'][:300]!r}")
+                continue
+            href, chapter = found[0]
+            # In the browser: the rendered link, clicked, opens the chapter in a new tab.
+            driver.get(f"{base}/lab/tree/{asg}/{asg}.ipynb?token={token}")
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f".jp-Notebook a[href$='{href}']"))
+            anchor = driver.find_elements(By.CSS_SELECTOR, f".jp-Notebook a[href$='{href}']")[0]
+            lab_tab = driver.current_window_handle
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", anchor)
+            anchor.click()
+            wait.until(lambda d: len(d.window_handles) == 2)
+            driver.switch_to.window([h for h in driver.window_handles if h != lab_tab][0])
+            title = _chapter_title(chapter)
+            try:
+                wait.until(lambda d: any(title in h.text for h in d.find_elements(By.CSS_SELECTOR, "main h1")))
+            except Exception:
+                problems.append(f"{asg}: {driver.current_url} does not show chapter {title!r}: "
+                                f"{driver.find_element(By.TAG_NAME, 'body').text[:300]!r}")
+            if not driver.current_url.startswith(f"{base}/course-site/book/{chapter}.html"):
+                problems.append(f"{asg}: the link opened {driver.current_url}")
+            driver.close()
+            driver.switch_to.window(lab_tab)
+            # Saving through the lab writes the released (relative) link back.
+            status, body = _get(f"{base}/api/contents/{asg}/{asg}.ipynb", token,
+                                {"type": "notebook", "format": "json", "content": model["content"]}, method="PUT")
+            if status != 200:
+                problems.append(f"{asg}: saving through the contents API gave HTTP {status}: {body[:300]}")
+            on_disk = json.loads((root / asg / f"{asg}.ipynb").read_text())["cells"][0]["source"]
+            if f"../../book/{chapter}.md" not in "".join(on_disk) or "/course-site/" in "".join(on_disk):
+                problems.append(f"{asg}: after a save the file's chapter link is not ../../book/{chapter}.md")
+    assert not problems, "\n".join(problems)
+    # The site is for the logged-in user only, read-only.
+    status, body = _get(f"{base}/course-site/index.html", "wrong-token")  # redirected to the login page
+    assert status != 200 or _chapter_title("01-change-of-variables") not in body, body[:300]
     log = log_path.read_text()
     assert not re.search(r"^\[E |Traceback", log, re.M), log[-3000:]

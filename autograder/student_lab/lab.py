@@ -10,6 +10,12 @@ without changing either. News and update checks are off: the lab makes no reques
 internet. The local exchange (--exchange, default autograder/student_lab/exchange, git-ignored)
 receives a copy of every released assignment under DIR at each start; it has no inbound
 folder, so nbgrader's Submit stops with an error instead of pretending to hand anything in.
+
+The course website: the lab serves the built site (--site, default _build/html; `make book`
+builds it) read-only at /course-site/, and shows the notebooks' chapter links
+(../../book/<chapter>.md, which resolve on the website but lie outside the lab's root)
+pointing there, or at the published site when `html.baseurl` in _config.yml is set
+(course_site.py in this folder does both; the files on disk keep the relative links).
 """
 from __future__ import annotations
 
@@ -39,8 +45,22 @@ def fill_exchange(root: Path, exchange: Path) -> list[str]:
     return released
 
 
+# `python -m jupyterlab` with this folder on sys.path (for course_site, which the server config
+# in this folder loads), without PYTHONPATH, which the kernels would inherit.
+LAUNCH = (f"import sys; sys.path.insert(0, {str(HERE)!r}); "
+          "from jupyterlab.labapp import main; sys.exit(main())")
+
+
+def published_site() -> str:
+    """`html.baseurl` of _config.yml: the published website, or "" (then the lab's copy)."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "_config.yml").read_text()) or {}
+    return str((config.get("html") or {}).get("baseurl") or "").strip()
+
+
 def command(root: Path, extra: list[str]) -> list[str]:
-    cmd = [sys.executable, "-m", "jupyterlab", "--ip=127.0.0.1", "--no-browser",
+    cmd = [sys.executable, "-c", LAUNCH, "--ip=127.0.0.1", "--no-browser",
            f"--ServerApp.root_dir={root}"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
@@ -53,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
         epilog="Any other option goes to `jupyter lab`, e.g. --port=8890.")
     parser.add_argument("--root", type=Path, default=REPO / "notebooks",
                         help="folder with the student notebooks (default: notebooks/)")
+    parser.add_argument("--site", type=Path, default=REPO / "_build" / "html",
+                        help="the built course website to serve at /course-site/ (default: _build/html)")
     parser.add_argument("--exchange", type=Path, default=HERE / "exchange",
                         help="local nbgrader exchange (default: autograder/student_lab/exchange)")
     args, extra = parser.parse_known_args(argv)
@@ -65,6 +87,11 @@ def main(argv: list[str] | None = None) -> None:
     env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
         [str(HERE)] + ([env["JUPYTER_CONFIG_PATH"]] if env.get("JUPYTER_CONFIG_PATH") else []))
     env["FLOWLIB_LAB_EXCHANGE"] = str(exchange)
+    env["FLOWLIB_SITE_DIR"] = str(args.site.resolve())
+    env["FLOWLIB_SITE_URL"] = published_site()
+    if not (args.site / "index.html").is_file() and not env["FLOWLIB_SITE_URL"]:
+        print(f"lab.py: the course website is not built ({args.site}); chapter links need `make book`",
+              file=sys.stderr)
     # nbgrader's extensions read nbgrader_config.py from the working folder too: serve from root.
     os.chdir(root)
     cmd = command(root, extra)
