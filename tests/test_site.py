@@ -72,13 +72,28 @@ return {
 
 
 def _screenshot(driver, path: Path, height: int) -> None:
-    """Full-page PNG through the DevTools protocol (Selenium's own is the viewport only)."""
+    """Full-page PNG of what a reader sees in the 1280 px window, through the DevTools
+    protocol (Selenium's own is the viewport only).
+
+    The page is laid out in a viewport as wide as the window's content area (1280 px less the
+    scrollbar) and as tall as the page, and captured whole at the document's scroll width.
+    (Capturing a 1280 x height clip "beyond the viewport" instead let Chromium lay the page
+    out again for the capture, shifted left, so the text started mid-sentence.)
+    """
     import base64
 
     height = min(height, 16000)  # keep files reasonable; chapters are shorter than this
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": 1280, "height": height, "scale": 1}})
+    width = driver.execute_script("return document.documentElement.clientWidth")
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+    try:
+        full = driver.execute_script(
+            "return [document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": False,
+            "clip": {"x": 0, "y": 0, "width": max(width, full[0]), "height": min(full[1], 16000), "scale": 1}})
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     path.write_bytes(base64.b64decode(shot["data"]))
 
 
