@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import nbformat
+from pathlib import Path
 import pytest
 import torch
 
@@ -279,3 +280,18 @@ def test_hooks_and_lies_get_zero_through_grade_py(course_copy, tmp_path):
     page = (course_copy / "autograder" / "course" / "feedback" / "lying_tensor" / ASG / f"{ASG}.html").read_text()
     assert "HiddenTestFailed" in page and "off by" in page
     assert "def test_affine_log_prob" not in page and "generator(seed" not in page
+
+
+def test_probe_sandbox_keeps_a_course_under_tmp_visible():
+    """bubblewrap mounts in order: the private /tmp must come before the read-only binds of
+    the Python and flowlib, or a course cloned under /tmp (as CI does) loses its own venv
+    inside the sandbox (every hidden test then failed in a fresh clone)."""
+    from probe import client
+
+    if client.bwrap_available() is None:
+        pytest.skip("bubblewrap cannot start here (.ci/run installs it)")
+    argv = client.sandbox_argv(sys.executable, {})
+    tmpfs = next(i for i in range(len(argv) - 1) if argv[i] == "--tmpfs" and argv[i + 1] == "/tmp")
+    python = str(Path(sys.prefix).resolve())  # the venv: under /tmp in a CI clone there
+    binds = [i for i in range(len(argv) - 2) if argv[i] == "--ro-bind" and argv[i + 1] == python]
+    assert binds and all(i > tmpfs for i in binds), f"--tmpfs /tmp at {tmpfs}, the venv's --ro-bind at {binds}"

@@ -105,6 +105,9 @@ def sandbox_argv(python: str, env: dict[str, str]) -> list[str]:
     argv = [_BWRAP["ok"], *_mounts()]
     for device in sorted(Path("/dev").glob("nvidia*")):  # a GPU grader's probe keeps its GPU
         argv += ["--dev-bind", str(device), str(device)]
+    # the private /tmp first: bubblewrap mounts in order, and a course (its venv) under /tmp,
+    # as in a CI clone, must stay visible on top of it
+    argv += ["--size", str(SCRATCH_BYTES), "--tmpfs", "/tmp"]
     needed = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
     spec = importlib.util.find_spec("flowlib")
     if spec is not None and spec.origin:
@@ -112,7 +115,7 @@ def sandbox_argv(python: str, env: dict[str, str]) -> list[str]:
     for path in sorted(needed):
         argv += ["--ro-bind", str(path), str(path)]
     argv += ["--ro-bind", str(HERE), INSIDE, "--dev", "/dev", "--proc", "/proc",
-             "--size", str(SCRATCH_BYTES), "--tmpfs", "/tmp", "--size", str(SCRATCH_BYTES), "--tmpfs", SCRATCH,
+             "--size", str(SCRATCH_BYTES), "--tmpfs", SCRATCH,
              "--chdir", SCRATCH,
              "--unshare-all", "--cap-drop", "ALL", "--new-session", "--die-with-parent",
              "--clearenv"]
