@@ -295,3 +295,27 @@ def test_probe_sandbox_keeps_a_course_under_tmp_visible():
     python = str(Path(sys.prefix).resolve())  # the venv: under /tmp in a CI clone there
     binds = [i for i in range(len(argv) - 2) if argv[i] == "--ro-bind" and argv[i + 1] == python]
     assert binds and all(i > tmpfs for i in binds), f"--tmpfs /tmp at {tmpfs}, the venv's --ro-bind at {binds}"
+
+
+@pytest.mark.slow
+def test_a_torch_func_divergence_passes_assignment_9():
+    """A correct solution in another style passes: exact_divergence by torch.func.jacrev (which
+    cannot differentiate through a grader function, so the hidden tests build the functions it
+    differentiates in the student's process)."""
+    import verdicts
+
+    asg = "09-ode-likelihood"
+    nb = nbformat.read(REPO / "solutions" / asg / f"{asg}.ipynb", as_version=4)
+    test_ids = {_meta(c)["grade_id"] for c in nb.cells if _meta(c).get("grade") and not _meta(c).get("solution")}
+    cell = next(c for c in nb.cells if _meta(c).get("solution") and "def exact_divergence" in c.source)
+    cell.source = (
+        "def exact_divergence(fn, x):\n"
+        "    if not isinstance(x, torch.Tensor) or x.dim() != 2:\n"
+        "        raise ValueError('x must be (batch, D)')\n"
+        "    with torch.enable_grad():\n"
+        "        jac = torch.func.jacrev(fn)(x.detach())  # (B, D, B, D)\n"
+        "    rows = torch.arange(x.shape[0], device=x.device)\n"
+        "    return torch.diagonal(jac[rows, :, rows, :], dim1=1, dim2=2).sum(-1).detach()\n")
+    results = verdicts.evaluate(asg, verdicts.student_cells(nb, test_ids), seed=0)
+    failed = {gid: v.message for gid, v in results.items() if not v.passed}
+    assert not failed, failed

@@ -64,14 +64,7 @@ def _grader_loss_and_param_grads(name, net, *args, **kwargs):
 
 def _define(student) -> None:
     """Define the helpers above in the student's process (again after a restart)."""
-    probe = student._ensure()
-    reply = probe.request({"op": "exec", "cells": [{"id": "grader helpers", "source": _HELPERS}],
-                           "cell_timeout": 30.0}, timeout=min(60.0, student._left()))
-    cells = reply.get("cells") if isinstance(reply, dict) else None
-    errors = [c.get("error") for c in cells or [] if isinstance(c, dict) and c.get("error")]
-    if not isinstance(cells, list) or errors:
-        detail = f"{errors[0].get('type')}: {str(errors[0].get('message'))[:300]}" if errors else "no answer"
-        raise AssertionError(f"the grader's helper functions could not be defined in your notebook's process ({detail})")
+    student.define(_HELPERS)
 
 
 def _generators(student, seed: int, salt: int):

@@ -14,7 +14,6 @@ only from these functions.
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -22,7 +21,7 @@ import torch
 from flowlib import VESDE, VPSDE, GaussianMixture
 from flowlib import euler_maruyama as reference_em
 from flowlib import pc_sample as reference_pc
-from probe.checks import close, finite, generator, sequence, tensor
+from probe.checks import close, finite, generator, one_thread, sequence, tensor
 
 F64, F32 = torch.float64, torch.float32
 
@@ -37,20 +36,6 @@ TIMEOUTS: dict[str, float] = {}
 
 
 # ------------------------------------------------------------------------- helpers
-def _one_thread(test):
-    """Run a test with one torch thread in the grader: its tensors are tiny and it answers
-    hundreds of callbacks, where an OpenMP team on busy cores costs milliseconds per operation
-    (20 s instead of 4 s for the RK4 test on 2 busy cores). The thread count is restored after."""
-    @functools.wraps(test)
-    def run(student, seed):
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return test(student, seed)
-        finally:
-            torch.set_num_threads(threads)
-
-    return run
 
 
 def _sde(student, sde):
@@ -106,7 +91,7 @@ def _gmm(weights, means, stds):
 
 
 # ------------------------------------------------------------------------- Exercise 1
-@_one_thread
+@one_thread
 def test_ve_marginal(student, seed):
     # the visible case: float32, t = 1/2, sigma(1/2) = 1
     x0 = torch.tensor([[1.0, -2.0], [0.5, 3.0], [0.0, 0.0]])
@@ -158,7 +143,7 @@ def test_ve_marginal(student, seed):
 
 
 # ------------------------------------------------------------------------- Exercise 2
-@_one_thread
+@one_thread
 def test_vp_marginal(student, seed):
     # the visible case: float32, beta = 4t, t = 1: alpha = e^-1
     x0 = torch.tensor([[1.0, -2.0], [0.5, 3.0]])
@@ -206,7 +191,7 @@ def test_vp_marginal(student, seed):
 
 
 # ------------------------------------------------------------------------- Exercise 3
-@_one_thread
+@one_thread
 def test_reverse_drift(student, seed):
     # the visible case: beta = 2 (f = -x, g^2 = 2) and s = -x: the drift is x
     x = torch.tensor([[1.0, 2.0]])
@@ -247,7 +232,7 @@ def test_reverse_drift(student, seed):
 
 
 # ------------------------------------------------------------------------- Exercise 4
-@_one_thread
+@one_thread
 def test_em_step(student, seed):
     # the visible case: beta = 2, s = -x: reverse drift x, x_mean = 0.75 x, generator seeded 0
     x = torch.tensor([[1.0, 2.0], [-1.0, 0.0]])
@@ -299,7 +284,7 @@ def test_em_step(student, seed):
 
 
 # ------------------------------------------------------------------------- Exercise 5
-@_one_thread
+@one_thread
 def test_em_sampler(student, seed):
     # thresholds: bench/outcome-margins.md (nb08_em_gaussian, nb08_em_mixture_VP, nb08_em_mixture_VE)
     # the visible case: data N(0, 1) under the VP SDE keeps every marginal N(0, 1), score -x
@@ -344,7 +329,7 @@ def test_em_sampler(student, seed):
 
 
 # ------------------------------------------------------------------------- Exercise 6
-@_one_thread
+@one_thread
 def test_pc_step(student, seed):
     # the visible case: beta = 2, s = -x, ||s|| = 5, snr = 0.1, generator seeded 0
     x = torch.tensor([[3.0, 4.0]])

@@ -14,7 +14,6 @@ notebook are repeated here: points come only from these functions.
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -22,7 +21,7 @@ import torch
 from flowlib import VESDE, VPSDE, GaussianMixture, ode_log_prob
 from flowlib.ode import probability_flow_drift
 from flowlib.score import jacobian_trace
-from probe.checks import close, generator, tensor
+from probe.checks import close, generator, one_thread, tensor
 
 F64, F32 = torch.float64, torch.float32
 
@@ -35,20 +34,6 @@ TIMEOUTS: dict[str, float] = {}
 
 
 # ------------------------------------------------------------------------- helpers
-def _one_thread(test):
-    """Run a test with one torch thread in the grader: its tensors are tiny and it answers
-    hundreds of callbacks, where an OpenMP team on busy cores costs milliseconds per operation
-    (20 s instead of 4 s for the RK4 test on 2 busy cores). The thread count is restored after."""
-    @functools.wraps(test)
-    def run(student, seed):
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return test(student, seed)
-        finally:
-            torch.set_num_threads(threads)
-
-    return run
 
 
 def _sde(student, sde):
@@ -63,10 +48,12 @@ def _generators(student, seed: int, salt: int):
     return generator(seed, salt), student.generator(1_000_003 * int(seed) + int(salt))
 
 
-# exact_divergence's functions are built in the student's process (plain torch and flowlib's
-# mixture oracle): any correct way of taking the trace works on them, torch.func's jacrev and
-# vmap included, which cannot differentiate through a grader function.
+# exact_divergence's and ode_log_likelihood(trace="exact")'s functions are built in the
+# student's process (plain torch and flowlib's mixture oracle): any correct way of taking the
+# trace works on them, torch.func's jacrev and vmap included, which cannot differentiate
+# through a grader function. The answers are still computed here.
 _DIVERGENCE_HELPERS = '''
+import math
 import torch
 import flowlib
 
@@ -74,6 +61,32 @@ def _grader_linear(A):
     def fn(v):
         return v @ A.T.to(v.dtype)
     return fn
+
+def _grader_gauss_score(sigma_min, sigma_max):  # data N(0, I) under the VE SDE: p_t = N(0, (1 + sigma_t^2) I)
+    sde = flowlib.VESDE(sigma_min, sigma_max)
+    def score(v, s):
+        return -v / (1 + sde.marginal_coefficients(s)[1][:, None] ** 2)
+    return score
+
+def _grader_gauss_log_pT(sigma_min, sigma_max):
+    sde = flowlib.VESDE(sigma_min, sigma_max)
+    def log_pT(z):
+        var = 1 + sde.marginal_coefficients(torch.tensor(1.0, dtype=z.dtype))[1].item() ** 2
+        return -0.5 * (z**2).sum(1) / var - math.log(2 * math.pi * var)
+    return log_pT
+
+def _grader_mixture(weights, means, stds, kind, a, b):  # (its exact score at time t, its exact log p_T)
+    gmm = flowlib.GaussianMixture(weights, means, stds=stds)
+    sde = flowlib.VPSDE(a, b) if kind == "VP" else flowlib.VESDE(a, b)
+    def score(v, u):
+        u = u.to(v.device, torch.float64) if torch.is_tensor(u) else u
+        return gmm.to(v.device).score_at(v.double(), u, sde).to(v.dtype)
+    def log_pT(z):
+        return gmm.to(z.device).marginal_at(1.0, sde).log_prob(z.double()).to(z.dtype)
+    return score, log_pT
+
+def _grader_elementwise():
+    return torch.tanh  # defined for x of any shape: a wrong shape must be refused by exact_divergence itself
 
 def _grader_scaled_score(weights, means, covs, ts):
     gmm, sde = flowlib.GaussianMixture(weights, means, covs=covs), flowlib.VPSDE(0.1, 20.0)
@@ -110,7 +123,7 @@ def _gmm(weights, means, **kw):
 
 
 # ------------------------------------------------------------------------- Exercise 1
-@_one_thread
+@one_thread
 def test_pf_drift(student, seed):
     # the visible case: beta = 2 (f = -x, g^2 = 2) and the score -x / 4 of N(0, 4 I): drift -0.75 x
     x = torch.tensor([[2.0, -4.0], [0.0, 1.0]])
@@ -150,7 +163,7 @@ def test_pf_drift(student, seed):
 
 
 # ------------------------------------------------------------------------- Exercise 2
-@_one_thread
+@one_thread
 def test_exact_divergence(student, seed):
     # the visible case: x -> x A^T has Jacobian A, trace 1 + 4 = 5 everywhere
     A = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
@@ -194,13 +207,14 @@ def test_exact_divergence(student, seed):
     got32 = tensor(student.call("exact_divergence", student_fn, xs.float()), what, shape=(40,), dtype=F32)
     close(got32, ref, 1e-3 * (1 + ref.abs().max().item()), what)
 
-    student.raises(ValueError, "exact_divergence", student_fn, xs[0])
+    any_shape = student.call("_grader_elementwise")
+    student.raises(ValueError, "exact_divergence", any_shape, xs[0])
     # any other number of dimensions, also 3 (issue 19: every raises clause)
-    student.raises(ValueError, "exact_divergence", student_fn, xs[:, :, None])
+    student.raises(ValueError, "exact_divergence", any_shape, xs[:, :, None])
 
 
 # ------------------------------------------------------------------------- Exercise 3
-@_one_thread
+@one_thread
 def test_hutchinson_divergence(student, seed):
     # thresholds: bench/outcome-margins.md (nb09_hutchinson_divergence)
     # the visible case: x -> x A^T: v^T A v = 10 for v = (1, 1), 0 for v = (1, -1)
@@ -260,37 +274,39 @@ def test_hutchinson_divergence(student, seed):
 
 
 # ------------------------------------------------------------------------- Exercise 4
-@_one_thread
+@one_thread
 def test_ode_log_likelihood_exact(student, seed):
     # the visible case: data N(0, I) under VESDE(0.01, 5): p_t = N(0, (1 + sigma_t^2) I), exact p_T
     sde_ve = VESDE(0.01, 5.0)
-
-    def gauss_score(v, s):
-        return -v / (1 + sde_ve.marginal_coefficients(s)[1][:, None] ** 2)
-
-    def gauss_pT(z):
-        var = 1 + sde_ve.marginal_coefficients(torch.tensor(1.0, dtype=z.dtype))[1].item() ** 2
-        return -0.5 * (z**2).sum(1) / var - math.log(2 * math.pi * var)
-
     x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [-1.0, 2.0]])
     what = ("ode_log_likelihood(score of N(0, (1 + sigma_t^2) I) indexing t per sample, VESDE(0.01, 5.0), float32 (3, 2), "
             "n_steps=20, terminal_log_prob=log N(0, (1 + sigma_T^2) I))")
-    lp = tensor(student.call("ode_log_likelihood", _fn(student, gauss_score, "the Gaussian score"), _sde(student, sde_ve), x,
-                             n_steps=20, terminal_log_prob=_fn(student, gauss_pT, "log p_T")), what, shape=(3,), dtype=F32)
+    student.define(_DIVERGENCE_HELPERS)
+    lp = tensor(student.call("ode_log_likelihood", student.call("_grader_gauss_score", 0.01, 5.0), _sde(student, sde_ve), x,
+                             n_steps=20, terminal_log_prob=student.call("_grader_gauss_log_pT", 0.01, 5.0)),
+                what, shape=(3,), dtype=F32)
     close(lp, torch.tensor([-1.8378771, -2.3378771, -4.3378771]), 1e-2, what + ": log N(x; 0, I) up to the solver error")
 
     gen = generator(seed, 904)
-    gmm = _gmm([0.3, 0.7], [[-2.0, 0.5], [1.5, -1.0]], stds=[0.5, 0.8])
+    spec = ([0.3, 0.7], [[-2.0, 0.5], [1.5, -1.0]], [0.5, 0.8])
+    gmm = _gmm(spec[0], spec[1], stds=spec[2])
     xs = gmm.sample(12, generator=gen)
+
+    def student_mixture(sde):  # (score, log p_T) of the mixture, built in the student's process
+        student.define(_DIVERGENCE_HELPERS)
+        params = (sde.beta_min, sde.beta_max) if isinstance(sde, VPSDE) else (sde.sigma_min, sde.sigma_max)
+        return student.call("_grader_mixture", *(torch.tensor(p, dtype=F64) for p in spec),
+                            "VP" if isinstance(sde, VPSDE) else "VE", *params)
+
     for sde in (VPSDE(0.1, 20.0), VESDE(0.01, 10.0)):
         score = lambda v, u, sde=sde: gmm.score_at(v, u, sde)  # noqa: E731
         pT = gmm.marginal_at(1.0, sde).log_prob
         ref_T, _ = ode_log_prob(score, sde, xs, method="rk4", n_steps=7, eps=1e-3, terminal_log_prob=pT)
         ref_prior, _ = ode_log_prob(score, sde, xs, method="rk4", n_steps=5)
-        oracle, handle = _fn(student, score, "the exact mixture score"), _sde(student, sde)
+        (oracle, student_pT), handle = student_mixture(sde), _sde(student, sde)
         what = f"ode_log_likelihood(exact mixture score, {sde}, float64 (12, 2), n_steps=7, eps=0.001, terminal_log_prob=exact p_T)"
         got_T = tensor(student.call("ode_log_likelihood", oracle, handle, xs, n_steps=7, eps=1e-3,
-                                    terminal_log_prob=_fn(student, pT, "the exact log p_T")), what, shape=(12,), dtype=F64)
+                                    terminal_log_prob=student_pT), what, shape=(12,), dtype=F64)
         close(got_T, ref_T, 1e-8, what + " against ode_log_prob with the same RK4 grid "
                                          "(weights 1, 2, 2, 1? sign of the integral? grid from eps to T?)")
         what = f"ode_log_likelihood(exact mixture score, {sde}, float64 (12, 2), n_steps=5)"
@@ -298,12 +314,10 @@ def test_ode_log_likelihood_exact(student, seed):
         close(got_prior, ref_prior, 1e-8, what + ", prior terminal density (is log p_T(x(T)) included?)")
 
     sde = VPSDE(0.1, 20.0)
-    score = lambda v, u: gmm.score_at(v, u, sde)  # noqa: E731
-    oracle, handle = _fn(student, score, "the exact mixture score"), _sde(student, sde)
+    (oracle, student_pT), handle = student_mixture(sde), _sde(student, sde)
     truth = gmm.log_prob_at(xs, 1e-5, sde)
     what = f"ode_log_likelihood(exact mixture score, {sde}, float64 (12, 2), n_steps=40, terminal_log_prob=exact p_T)"
-    accurate = tensor(student.call("ode_log_likelihood", oracle, handle, xs, n_steps=40,
-                                   terminal_log_prob=_fn(student, gmm.marginal_at(1.0, sde).log_prob, "the exact log p_T")),
+    accurate = tensor(student.call("ode_log_likelihood", oracle, handle, xs, n_steps=40, terminal_log_prob=student_pT),
                       what, shape=(12,), dtype=F64)
     close(accurate, truth, 2e-3, what + ": with 40 steps and the exact p_T the result should match the exact log-density")
     what = f"ode_log_likelihood(exact mixture score, {sde}, float32 (12, 2), n_steps=3)"
@@ -313,7 +327,7 @@ def test_ode_log_likelihood_exact(student, seed):
         student.raises(ValueError, "ode_log_likelihood", oracle, handle, xs, **bad)
 
 
-@_one_thread
+@one_thread
 def test_ode_log_likelihood_hutchinson(student, seed):
     # thresholds: bench/outcome-margins.md (nb09_hutchinson_log_likelihood)
     # the visible case: N(0, I) data under the VP SDE: the drift is 0, log p = log N(x; 0, I) whatever the probe
