@@ -67,6 +67,12 @@ K = 15        # noise threshold: a shared run shorter than K tokens is never a m
 # is a set intersection of a few hundred hashes per pair.
 WINDOW = 1
 MIN_TOKENS = 2 * K  # a student with less code of their own (an untouched release) is not compared
+#: Some graded objects are short and have one natural implementation (an autograd trace loop,
+#: a checkerboard from i + j): the course's own reference solution, written apart from
+#: flowlib, reaches up to 0.61 against them. A student is flagged against flowlib:<name> only
+#: above max(threshold, the reference solution's similarity to it + REFERENCE_MARGIN); the
+#: pasted copies of the calibration score 0.2-0.7 above the reference solution.
+REFERENCE_MARGIN = 0.15
 
 _BUILTINS = frozenset(dir(builtins))
 _STUB_LINE = re.compile(r"^\s*raise\s+NotImplementedError(\s*\(\s*\))?\s*$")
@@ -342,10 +348,16 @@ class Result:
     pairs: list[Pair]                     # every compared pair, highest similarity first
     skipped: dict[str, str]               # student -> why not compared (unreadable, no code)
     names: list[str]                      # the flowlib objects compared
+    baseline: dict[str, float] = field(default_factory=dict)  # flowlib:<name> -> the reference solution's similarity
+
+    def threshold_for(self, other: str) -> float:
+        """The threshold a pair with ``other`` must reach: ``threshold`` for a classmate; for
+        flowlib:<name>, also REFERENCE_MARGIN above what the reference solution reaches."""
+        return max(self.threshold, self.baseline.get(other, -1.0) + REFERENCE_MARGIN)
 
     @property
     def flagged(self) -> list[Pair]:
-        return [p for p in self.pairs if self.threshold > 0 and p.similarity >= self.threshold]
+        return [p for p in self.pairs if self.threshold > 0 and p.similarity >= self.threshold_for(p.b)]
 
     @property
     def flags(self) -> dict[str, list[tuple[str, float]]]:
@@ -435,8 +447,13 @@ def check(repo: Path, assignment: str, notebooks: dict[str, Path], threshold: fl
             continue
         docs.append(document(student, student_cells(nb, ids), given=release_tokens))
     names = graded_names(repo, assignment)
-    result = compare(docs, flowlib_documents(names), boilerplate, threshold, assignment)
+    parties = flowlib_documents(names)
+    result = compare(docs, parties, boilerplate, threshold, assignment)
     result.skipped.update(unreadable)
+    # the reference solution (solutions/, written apart from flowlib) against the same parties
+    reference = document("(reference solution)", student_cells(source, ids), given=release_tokens)
+    base = compare([reference], parties, boilerplate, threshold, assignment)
+    result.baseline = {p.b: p.similarity for p in base.pairs if p.a == reference.label}
     return result
 
 

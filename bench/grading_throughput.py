@@ -25,9 +25,14 @@ ASG = "01-change-of-variables"
 
 
 def course_copy(root: Path) -> Path:
+    """A copy of what grading reads (autograder/ with its probe runtime, solutions/, notebooks/)
+    at ``root``: grading tests and benchmarks never touch the real gradebook."""
     (root / "autograder").mkdir(parents=True)
     for path in (REPO / "autograder").glob("*.py"):
         shutil.copy(path, root / "autograder" / path.name)
+    # the grader's probe runtime (autograder/verdicts.py): without it no hidden test can load
+    shutil.copytree(REPO / "autograder" / "probe", root / "autograder" / "probe",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     for folder in ("solutions", "notebooks"):
         shutil.copytree(REPO / folder, root / folder)
     return root
