@@ -142,6 +142,27 @@ def test_probe_recovers_from_hangs_and_garbage(probe):
     assert torch.equal(student.call("double", torch.ones(1)), torch.full((1,), 2.0))
 
 
+def test_time_limits_hold_when_the_grader_ignores_sigint():
+    """A grader started in the background by a non-interactive shell (a CI job, `nohup ... &`)
+    passes SIGINT ignored to its children; the probe's time limit must still interrupt a loop
+    (it did not, and every looping exercise cost a kill and a restart of the process)."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        p = Probe(CELLS, ["flowlib.onedim.mixture_cdf"], "cpu", seed=0, cell_timeout=3)
+        p.start()  # inherits SIGINT ignored
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        # interrupted by the runtime at the limit: a StudentError (Timeout), not a ProbeFailure
+        # ("no answer within ..."), which is what a process that had to be killed gives
+        with pytest.raises(StudentError, match="Timeout"):
+            Student(p, timeout=2).call("hang", "py")
+    finally:
+        p.close()
+
+
 # ----------------------------------------------------------------------------- hostile notebooks, real grade.py
 
 def _meta(cell) -> dict:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import _thread
 import os
+import signal
 import sys
 import threading
 import traceback
@@ -46,6 +47,14 @@ class _Watchdog:
 
     def __init__(self):
         self.timer = None
+
+    @staticmethod
+    def install():
+        """interrupt_main() only raises where Python handles SIGINT; a process started in the
+        background by a non-interactive shell (a CI job, nohup ... &) inherits SIGINT ignored,
+        and then no time limit could interrupt a loop (every infinite loop cost a kill and a
+        restart: seen in a CI-path run)."""
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def arm(self, seconds):
         self.disarm()
@@ -315,4 +324,5 @@ def serve() -> None:
 
 
 if __name__ == "__main__":
+    _Watchdog.install()
     serve()
