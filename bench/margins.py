@@ -15,6 +15,7 @@ Run: `python bench/margins.py [--only NAME ...] [--seeds 0 1 2] [--out PATH]`.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import datetime as _dt
 import json
 import os
@@ -100,6 +101,16 @@ def main(argv=None) -> int:
             worst.append((outcomes.margin(check, ref[check.stat], weak[check.stat])[0], name, check.stat))
         print(f"{name}: {secs:.1f} s", *lines[-len(exp.checks):], sep="\n", flush=True)
     elapsed = time.perf_counter() - total
+    # Several `--only` runs may measure at once (one per assignment being written): the stored
+    # values and the table are re-read and merged under a lock, so no run drops another's rows.
+    lock = open(VALUES.with_suffix(".lock"), "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    measured = {n: stored[n] for n in names if n in stored}
+    remeasured = stored.get("_remeasured", {})
+    stored = json.loads(VALUES.read_text()) if VALUES.is_file() else {}
+    stored.update(measured)
+    if args.only:
+        stored.setdefault("_remeasured", {}).update({n: w for n, w in remeasured.items() if n in names})
     meta = stored.get("_meta", {})
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     if not args.recompute and not args.only:
@@ -144,6 +155,8 @@ def main(argv=None) -> int:
     if args.out == OUT:
         VALUES.write_text(json.dumps({k: stored[k] for k in sorted(stored) if k in registry or k.startswith("_")}, indent=1) + "\n")
     args.out.write_text("\n".join(header + lines) + "\n")
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    lock.close()
     print(f"wrote {args.out} in {elapsed:.0f} s")
     return 0
 
