@@ -12,6 +12,7 @@ is flowlib's; the training exercise runs the notebook's own reference solution.
 """
 from __future__ import annotations
 
+import importlib
 import math
 
 import nbformat
@@ -299,6 +300,10 @@ def nb09_hutchinson_log_likelihood(seed: int, weaker: bool = False) -> dict:
     se = many.std().item() / math.sqrt(300)
     return {"z": abs(many.mean().item() - exact_one.item()) / max(se, 1e-12)}
 
+
+# the training exercises' experiments, one module per assignment (tests/notebook_outcomes/)
+for _module in sorted((REPO / "tests" / "notebook_outcomes").glob("nb[0-9]*.py")):
+    importlib.import_module(f"notebook_outcomes.{_module.stem}")
 
 NOTEBOOK_EXPERIMENTS = [e for e in REGISTRY.values() if "asg" in e.extra]
 

@@ -103,6 +103,7 @@ CELLS = [
         "def look():\n    return (os.getcwd(), sorted(os.listdir('.')), os.path.exists(%r), os.path.exists(%r))\n"
         "def reference(x):\n    return flowlib.onedim.mixture_cdf(x, torch.zeros(2), torch.zeros(2), torch.zeros(2))\n"
         "def wrong_device(x):\n    return x\n"
+        "LOG_DET_AT_ORIGIN = -1.5\nWEIGHTS = (0.25, 0.75)\n"
     ) % (str(REPO / "solutions"), str(REPO / "autograder" / "course"))},
 ]
 
@@ -127,6 +128,12 @@ def test_probe_runs_student_code_isolated(probe):
         student.call("reference", torch.zeros(3))
     with pytest.raises(StudentError, match="NameError"):
         student.call("not_defined_anywhere")
+    # a derivation's answer: a global read back as data
+    assert student.value("LOG_DET_AT_ORIGIN") == -1.5 and tuple(student.value("WEIGHTS")) == (0.25, 0.75)
+    with pytest.raises(StudentError, match="NameError"):
+        student.value("NOT_DEFINED_ANSWER")
+    with pytest.raises(ValueError):
+        student.value("__import__('os')")
 
 
 def test_probe_recovers_from_hangs_and_garbage(probe):

@@ -424,6 +424,15 @@ class Student:
         reply = self._request({"op": "call", "target": name, "args": list(args), "kwargs": kwargs}, what)
         return self._value(reply, "value", what)
 
+    def value(self, name: str):
+        """The value of the student's global ``name`` (a derivation's answer: a number, a tuple
+        of numbers, a tensor), decoded like a call's result. A missing name fails with
+        "name ... is not defined", which says what to define."""
+        if not name.isidentifier() or name.startswith("_"):
+            raise ValueError(f"value(): {name!r} is not a public Python name")
+        self.define(f"def _grader_value_of_{name}():\n    return {name}\n")
+        return self.call(f"_grader_value_of_{name}")
+
     def call_grad(self, name: str, args: tuple, kwargs: dict | None = None, wrt: tuple[int, ...] = (0,),
                   cotangents: list | None = None):
         """Call ``name`` with ``args[i]`` (i in ``wrt``) requiring grad, then backpropagate
