@@ -5,6 +5,9 @@
 #   make grade SUBMISSIONS=DIR [ASSIGNMENT=name] [KERNEL=kernelspec] [SANDBOX=0] [WORKERS=N DB=postgresql+psycopg://...] [SIMILARITY=0.6|off]   autograde a class, write feedback and grades CSV
 #                  (each kernel sandboxed in bubblewrap by default, KERNEL too; SANDBOX=0 runs student code unconfined;
 #                  copy detection flags similar solutions for review, report in autograder/course/similarity/)
+#   make grade-manual [ASSIGNMENT=name]   list the written answers still to grade by hand
+#   make grade-manual STUDENT=id ASSIGNMENT=name CELL=grade_id POINTS=n [COMMENT=text]   record one (grades.csv and feedback follow)
+#   make grade-manual SYNC=1 [ASSIGNMENT=name]   after grading in nbgrader's formgrader: grades.csv and feedback from the gradebook
 #   make lab       JupyterLab on the student notebooks (127.0.0.1 only)
 #   make bench [QUICK=1]   flowlib vs zuko side by side + course costs -> bench/results.md (QUICK: tiny budgets -> _build/bench/results-quick.md)
 #   make margins   every outcome threshold over 8 seeds x 1 and 2 threads vs a weaker model -> bench/outcome-margins.md
@@ -23,8 +26,13 @@ WORKERS     ?= 1
 DB          ?=
 SANDBOX     ?= 1
 SIMILARITY  ?=
+STUDENT     ?=
+CELL        ?=
+POINTS      ?=
+COMMENT     ?=
+SYNC        ?=
 
-.PHONY: venv book test release grade lab bench margins clean
+.PHONY: venv book test release grade grade-manual lab bench margins clean
 
 venv: $(STAMP)
 
@@ -48,6 +56,9 @@ release: $(STAMP)
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=DIR [ASSIGNMENT=name]"; exit 2; }
 	$(BIN)/python autograder/grade.py "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(KERNEL),--kernel "$(KERNEL)") $(if $(filter 0,$(SANDBOX)),--no-sandbox) --workers $(WORKERS) $(if $(DB),--db "$(DB)") $(if $(SIMILARITY),--similarity "$(SIMILARITY)")
+
+grade-manual: $(STAMP)
+	$(BIN)/python autograder/manual.py $(if $(DB),--db "$(DB)") $(if $(STUDENT),set "$(STUDENT)" "$(ASSIGNMENT)" "$(CELL)" "$(POINTS)" $(if $(COMMENT),--comment "$(COMMENT)"),$(if $(filter 1,$(SYNC)),sync,pending) $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)"))
 
 lab: $(STAMP)
 	$(BIN)/python autograder/student_lab/lab.py

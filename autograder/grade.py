@@ -56,7 +56,17 @@ class Result:
     reason: str = ""
     score: float = 0.0
     max_score: float = 0.0
-    cells: dict[str, float] = field(default_factory=dict)
+    cells: dict[str, float | None] = field(default_factory=dict)  # grade_id -> points (None: written answer pending)
+    auto_score: float = 0.0      # points of the cells a machine judged
+    auto_max: float = 0.0
+    manual_score: float = 0.0    # points of the written answers graded so far (autograder/manual.py)
+    manual_max: float = 0.0
+    manual_pending: float = 0.0  # points of written answers not graded yet: no final score until 0
+
+    @property
+    def final(self) -> str:
+        """grades.csv's ``score``: the total, or empty while a written answer is ungraded."""
+        return "" if self.manual_pending else f"{self.score:g}"
 
 
 def assignments() -> list[str]:
@@ -298,11 +308,25 @@ def read_grades(student: str, assignment: str) -> Result | None:
             sub = gb.find_submission(assignment, student)
         except MissingEntry:
             return None
-        res = Result(student, assignment, score=float(sub.score), max_score=float(sub.max_score))
+        res = Result(student, assignment, max_score=float(sub.max_score))
         for nb in sub.notebooks:
+            written = {c.name for c in nb.notebook.solution_cells}
             for grade in nb.grades:
-                if grade.max_score > 0 and grade.cell.cell_type == "code":
+                if grade.max_score <= 0:
+                    continue
+                if grade.name in written:  # a written answer, graded by hand (autograder/manual.py)
+                    res.manual_max += float(grade.max_score)
+                    if grade.needs_manual_grade and grade.manual_score is None:
+                        res.manual_pending += float(grade.max_score)
+                        res.cells[grade.name] = None
+                    else:  # graded by hand, or left blank (nbgrader scores an untouched answer 0)
+                        res.manual_score += float(grade.score)
+                        res.cells[grade.name] = float(grade.score)
+                else:
+                    res.auto_max += float(grade.max_score)
+                    res.auto_score += float(grade.score)
                     res.cells[grade.name] = float(grade.score)
+        res.score = res.auto_score + res.manual_score
         return res
 
 
@@ -346,11 +370,18 @@ def grade_one(student: str, assignment: str, kernel: str | None = None, sandboxe
 def generate_feedback(assignment: str, results: list[Result]) -> None:
     """Feedback for the whole assignment in one nbgrader process (one per student would
     cost a process start each); a graded student left without feedback is told why."""
+    import manual
+
     proc = nbgrader("generate_feedback", assignment, "--force", check=False)
     for r in results:
         page = FEEDBACK / r.student / assignment / f"{assignment}.html"
         if r.status == "graded" and r.assignment == assignment and not page.is_file():
             r.reason = "graded; feedback failed: " + _failure_reason(proc)
+        elif r.assignment == assignment and page.is_file() and r.manual_max:
+            # written answers: the score, comment and rubric of each one graded by hand (none yet
+            # after autograding), never the rubric of one still pending
+            manual.add_to_feedback(page, manual.rubric_section(
+                assignment, manual.written_grades(GRADEBOOK_URL, r.student, assignment), REPO))
 
 
 def tampering_findings(student: str, assignment: str) -> list[str]:
@@ -380,7 +411,7 @@ def flag(res: Result, findings: list[str], keep_score: bool = False) -> Result:
         res.reason = f"flagged for review, score kept (verdicts computed by the grader): {shown}"
     else:
         res.reason = f"flagged for review (autograder score {res.score:g}/{res.max_score:g}): {shown}"
-        res.score = 0.0
+        res.score = res.auto_score = 0.0
     res.status = "flagged"
     return res
 
@@ -438,10 +469,13 @@ def write_csv(results: list[Result], similar: dict[tuple[str, str], list[tuple[s
             rows[key]["status"], rows[key]["reason"] = _with_similarity(rows[key]["status"], rows[key]["reason"], flags)
     for r in results:
         row = {"student": r.student, "assignment": r.assignment, "status": r.status,
-               "score": f"{r.score:g}", "max_score": f"{r.max_score:g}", "reason": r.reason}
-        row.update({cell: f"{pts:g}" for cell, pts in r.cells.items()})
+               "score": r.final, "max_score": f"{r.max_score:g}", "auto_score": f"{r.auto_score:g}",
+               "auto_max": f"{r.auto_max:g}", "manual_score": f"{r.manual_score:g}",
+               "manual_max": f"{r.manual_max:g}", "manual_pending": f"{r.manual_pending:g}", "reason": r.reason}
+        row.update({cell: ("" if pts is None else f"{pts:g}") for cell, pts in r.cells.items()})
         rows[(r.student, r.assignment)] = row
-    fixed = ["student", "assignment", "status", "score", "max_score", "reason"]
+    fixed = ["student", "assignment", "status", "score", "max_score", "auto_score", "auto_max",
+             "manual_score", "manual_max", "manual_pending", "reason"]
     extra = sorted({k for row in rows.values() for k in row} - set(fixed))
     tmp = GRADES_CSV.with_suffix(".csv.tmp")
     with tmp.open("w", newline="") as fh:
@@ -463,11 +497,19 @@ def summarise(results: list[Result], notes: list[str]) -> str:
         graded = [r for r in results if r.assignment == asg and r.status == "graded"]
         if not graded:
             continue
-        mean = sum(r.score for r in graded) / len(graded)
-        lines.append(f"{asg}: mean {mean:.2f} / {graded[0].max_score:g}")
+        mean = sum(r.auto_score for r in graded) / len(graded)
+        lines.append(f"{asg}: auto-graded mean {mean:.2f} / {graded[0].auto_max:g}")
+        waiting = [r for r in graded if r.manual_pending]
+        if waiting:
+            lines.append(f"  written answers to grade by hand: {len(waiting)} submission(s), "
+                         f"{sum(r.manual_pending for r in waiting):g} points; no final score until then "
+                         f"(make grade-manual lists them)")
         cells = sorted({c for r in graded for c in r.cells})
         for c in cells:
-            lines.append(f"  {c}: mean {sum(r.cells.get(c, 0.0) for r in graded) / len(graded):.2f}")
+            done = [r.cells[c] for r in graded if r.cells.get(c) is not None]
+            if done:
+                lines.append(f"  {c}: mean {sum(done) / len(done):.2f}" + (f" ({len(graded) - len(done)} pending)"
+                                                                            if len(done) < len(graded) else ""))
     lines.append(f"grades: {GRADES_CSV}")
     lines.append(f"feedback: {FEEDBACK}")
     return "\n".join(lines)

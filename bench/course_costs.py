@@ -80,7 +80,7 @@ def autograde_reference(asg: str) -> tuple[float, str]:
             raise RuntimeError(f"grading {asg} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
         with (course / "autograder" / "course" / "grades.csv").open(newline="") as fh:
             row = next(r for r in csv.DictReader(fh) if r["assignment"] == asg)
-        return seconds, f"{row['score']}/{row['max_score']} ({row['status']})"
+        return seconds, f"{row['auto_score']}/{row['auto_max']} ({row['status']})"
 
 
 def main() -> None:

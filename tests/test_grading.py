@@ -29,7 +29,8 @@ from grade import student_id  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-META = {"student", "assignment", "status", "score", "max_score", "reason"}
+META = {"student", "assignment", "status", "score", "max_score", "auto_score", "auto_max", "manual_score",
+        "manual_max", "manual_pending", "reason"}
 
 
 def grade(course: Path, submissions: Path, asg: str | None = None, *extra: str) -> dict[tuple[str, str], dict[str, str]]:
@@ -54,10 +55,10 @@ def test_every_assignment_round_trip(course_copy, tmp_path):
         ref, blank = rows[("reference", asg)], rows[("untouched", asg)]
         tests = [k for k, v in ref.items() if k not in META and v != ""]
         assert tests, f"{asg}: no graded cells"
-        assert ref["status"] == "graded" and float(ref["score"]) == float(ref["max_score"]) > 0, (
-            f"{asg}: the reference solution scored {ref['score']}/{ref['max_score']} ({ref['reason']})")
+        assert ref["status"] == "graded" and float(ref["auto_score"]) == float(ref["auto_max"]) > 0, (
+            f"{asg}: the reference solution scored {ref['auto_score']}/{ref['auto_max']} ({ref['reason']})")
         assert all(float(ref[c]) > 0 for c in tests)
-        assert blank["status"] == "graded" and float(blank["score"]) == 0, f"{asg}: the untouched release scored {blank['score']}"
+        assert blank["status"] == "graded" and float(blank["auto_score"]) == 0, f"{asg}: the untouched release scored {blank['auto_score']}"
         assert all(float(blank[c]) == 0 for c in tests)
         feedback = course_copy / "autograder" / "course" / "feedback" / "reference" / asg / f"{asg}.html"
         assert feedback.is_file(), f"{asg}: no feedback page"
@@ -75,20 +76,20 @@ def test_grader_bookkeeping(course_copy, tmp_path):
     shutil.copy(course_copy / "notebooks" / asg / f"{asg}.ipynb", subs / "late" / f"{asg}.ipynb")
     rows = grade(course_copy, subs, asg)
     loose = rows[(student_id("Loose Student"), asg)]  # a space is not kept: "Loose_Student-<hash>"
-    assert float(loose["score"]) == float(loose["max_score"]) > 0, loose
+    assert float(loose["auto_score"]) == float(loose["auto_max"]) > 0, loose
     forgot = rows[("forgot", asg)]
-    assert forgot["status"] == "missing" and float(forgot["score"]) == 0 and f"no {asg}.ipynb" in forgot["reason"]
-    assert float(rows[("late", asg)]["score"]) == 0
+    assert forgot["status"] == "missing" and float(forgot["auto_score"]) == 0 and f"no {asg}.ipynb" in forgot["reason"]
+    assert float(rows[("late", asg)]["auto_score"]) == 0
 
     # A late re-submission replaces only that student's work; everyone else keeps their grade.
     resubmit = tmp_path / "resubmit"
     (resubmit / "late").mkdir(parents=True)
     shutil.copy(solution, resubmit / "late" / f"{asg}.ipynb")
     rows2 = grade(course_copy, resubmit, asg, "--kernel", "python3")  # the kernel option reaches nbgrader
-    assert float(rows2[("late", asg)]["score"]) == float(rows2[("late", asg)]["max_score"])
+    assert float(rows2[("late", asg)]["auto_score"]) == float(rows2[("late", asg)]["auto_max"])
     for key, row in rows.items():
         if key[0] != "late":
-            assert rows2[key]["score"] == row["score"], f"{key} changed on someone else's re-submission"
+            assert rows2[key]["auto_score"] == row["auto_score"], f"{key} changed on someone else's re-submission"
 
     # A kernel that does not exist fails that student with the reason, and loses nothing.
     rows3 = grade(course_copy, resubmit, asg, "--kernel", "no-such-kernel")

@@ -198,12 +198,12 @@ def test_hostile_batch(course_copy, tmp_path):
     course = course_copy / "autograder" / "course"
     with (course / "grades.csv").open() as fh:
         rows = {r["student"]: r for r in csv.DictReader(fh)}
-    full = float(rows["good"]["max_score"])
+    full = float(rows["good"]["auto_max"])
     fit_points = float([c for c in _test_cells(solution) if _meta(c)["grade_id"] == "test_fit_cdf_flow"][0].metadata["nbgrader"]["points"])
 
     def expect(student, status, score, reason=""):
         row = rows[student]
-        assert (row["status"], float(row["score"])) == (status, score), f"{student}: {row}"
+        assert (row["status"], float(row["auto_score"])) == (status, score), f"{student}: {row}"
         assert reason.lower() in row["reason"].lower(), f"{student}: reason {row['reason']!r} lacks {reason!r}"
 
     expect("good", "graded", full)
@@ -219,7 +219,7 @@ def test_hostile_batch(course_copy, tmp_path):
     expect("tests_made_markdown", "graded", 0)
     expect("points_raised", "graded", full)
     expect("grade_ids_changed", "failed", 0, "metadata")
-    assert float(rows["other_assignment"]["score"]) == 0 and rows["other_assignment"]["status"] in ("graded", "failed")
+    assert float(rows["other_assignment"]["auto_score"]) == 0 and rows["other_assignment"]["status"] in ("graded", "failed")
     expect("invalid_json", "failed", 0, "json")
     expect("empty_file", "failed", 0, "json")
     expect("prints_50_mb", "graded", full)
@@ -227,7 +227,7 @@ def test_hostile_batch(course_copy, tmp_path):
     assert autograded.stat().st_size < 2_000_000, "the 50 MB output was kept"
     expect("correct_with_stderr", "graded", full)
     assert float(rows["calls_reference"]["test_mixture_cdf_values"]) == 0
-    assert float(rows["calls_reference"]["score"]) < full
+    assert float(rows["calls_reference"]["auto_score"]) < full
     # reported for review; the score is the grader-side verdicts' (0: the notebook is blank), kept
     expect("monkeypatches", "flagged", 0, "score kept")
     assert "torch.allclose" in rows["monkeypatches"]["reason"]
@@ -294,4 +294,4 @@ def test_unsandboxed_run_does_not_wait_for_a_detached_process(course_copy, tmp_p
     assert "WARNING: grading without the sandbox" in proc.stderr, proc.stderr[-2000:]
     rows = {r["student"]: r for r in csv.DictReader((course_copy / "autograder" / "course" / "grades.csv").open())}
     for student in ("good", "daemon"):
-        assert rows[student]["status"] == "graded" and float(rows[student]["score"]) == float(rows[student]["max_score"]), rows[student]
+        assert rows[student]["status"] == "graded" and float(rows[student]["auto_score"]) == float(rows[student]["auto_max"]), rows[student]

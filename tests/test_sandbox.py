@@ -384,7 +384,7 @@ def test_sandboxed_batch(course_copy, tmp_path):
     assert "pwned" not in rows and not marker.exists(), "a process left by a kernel rewrote grades.csv after the run"
     for student in ("good", "victim", "hostile", "escape"):
         assert rows[student]["status"] == "graded", f"{student}: {rows[student]['status']}, {rows[student]['reason']}"
-        assert float(rows[student]["score"]) == float(rows[student]["max_score"]) > 0, rows[student]
+        assert float(rows[student]["auto_score"]) == float(rows[student]["auto_max"]) > 0, rows[student]
 
     graded = nbformat.read(course / "autograded" / "hostile" / ASG / f"{ASG}.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for c in graded.cells for o in c.get("outputs", []))

@@ -164,17 +164,17 @@ def test_grade_py_flags_copies_and_keeps_scores(course_copy, tmp_path):
     for student in ("alice", "bob", "carol"):
         row = rows[student]
         assert row["status"] == "flagged" and "similar code" in row["reason"], row
-        assert float(row["score"]) > 0, f"{student}: a flag must not change the score: {row}"
+        assert float(row["auto_score"]) > 0, f"{student}: a flag must not change the score: {row}"
     assert "bob (1.00)" in rows["alice"]["reason"] and "alice (1.00)" in rows["bob"]["reason"]
     assert "flowlib:onedim.mixture_cdf (0." in rows["carol"]["reason"]
-    assert float(rows["alice"]["score"]) == float(rows["alice"]["max_score"])  # the reference keeps full marks
+    assert float(rows["alice"]["auto_score"]) == float(rows["alice"]["auto_max"])  # the reference keeps full marks
     for student in fx.HONEST:
         row = rows[student]
-        print(f"{student}: {row['status']} {row['score']}/{row['max_score']} {row['reason']}")
+        print(f"{student}: {row['status']} {row['auto_score']}/{row['auto_max']} {row['reason']}")
         assert "similar code" not in row["reason"], row
         # nor by the tampering scan (torch.stack, self.x = ... in an nn.Module are ordinary code)
         assert row["status"] == "graded" and row["reason"] == "", row
-        assert float(row["score"]) == float(row["max_score"]), row
+        assert float(row["auto_score"]) == float(row["auto_max"]), row
     assert rows["nobody"]["status"] == "missing" and rows["broken"]["status"] == "failed"
     page = (course / "similarity" / f"{ASG}.html").read_text()
     assert "alice" in page and "flowlib:onedim.bisection_inverse" in page and "<mark>" in page
@@ -192,5 +192,5 @@ def test_grade_py_flags_copies_and_keeps_scores(course_copy, tmp_path):
         rows2 = {r["student"]: r for r in csv.DictReader(fh)}
     assert rows2["dan"]["status"] == "flagged" and "hana (1.00)" in rows2["dan"]["reason"]
     assert rows2["hana"]["status"] == "flagged" and "dan (1.00)" in rows2["hana"]["reason"]
-    assert rows2["hana"]["score"] == rows["hana"]["score"]
+    assert rows2["hana"]["auto_score"] == rows["hana"]["auto_score"]
     assert rows2["alice"]["reason"].count("similar code") == 1

@@ -297,12 +297,12 @@ def test_hooks_and_lies_get_zero_through_grade_py(course_copy, tmp_path):
         rows = {r["student"]: r for r in csv.DictReader(fh)}
     cells = [_meta(c)["grade_id"] for c in solution.cells if _meta(c).get("grade") and not _meta(c).get("solution")]
     good = rows["good"]
-    assert good["status"] == "graded" and float(good["score"]) == float(good["max_score"]) > 0, good
+    assert good["status"] == "graded" and float(good["auto_score"]) == float(good["auto_max"]) > 0, good
     for name in cases:
         if name == "good":
             continue
         row = rows[name]
-        assert float(row["score"]) == 0, f"{name}: scored {row['score']} ({row['status']}: {row['reason']})"
+        assert float(row["auto_score"]) == 0, f"{name}: scored {row['auto_score']} ({row['status']}: {row['reason']})"
         assert all(float(row[c]) == 0 for c in cells), f"{name}: {[(c, row[c]) for c in cells]}"
     # the verdict's message reaches the feedback, and no hidden-test source does
     page = (course_copy / "autograder" / "course" / "feedback" / "lying_tensor" / ASG / f"{ASG}.html").read_text()
