@@ -23,16 +23,26 @@ class Affine(Bijection):
 
     forward (data -> noise): ``z = (x - b) / a``, ``log|det| = -sum log|a|``; both directions
     are one cheap pass. ``a`` is parameterised by ``log|a|`` (learnable) and a fixed sign, so it
-    can never reach 0; a zero or non-finite scale is rejected at construction.
+    can never reach 0; a zero or non-finite scale is rejected at construction. The parameters'
+    dtype is ``dtype`` if given, else that of floating-point ``shift``/``scale`` tensors (so a
+    float64 scale keeps ``log|a|`` in float64), else torch's default; ``log|a|`` is computed in
+    float64 before it is stored.
     """
 
-    def __init__(self, shift=0.0, scale=1.0, shape=(), learnable: bool = True):
+    def __init__(self, shift=0.0, scale=1.0, shape=(), learnable: bool = True, dtype: torch.dtype | None = None):
         super().__init__()
-        shift = torch.as_tensor(shift, dtype=torch.get_default_dtype()).expand(shape).clone()
-        scale = torch.as_tensor(scale, dtype=torch.get_default_dtype()).expand(shape).clone()
-        if not torch.isfinite(scale).all() or (scale == 0).any():
-            raise ValueError(f"Affine: scale must be finite and non-zero to be invertible, got {scale.tolist()}")
-        log_abs = scale.abs().log()
+        if dtype is None:
+            given = [v.dtype for v in (shift, scale) if isinstance(v, Tensor) and v.is_floating_point()]
+            dtype = given[0] if len(given) == 1 else torch.promote_types(*given) if given else torch.get_default_dtype()
+        # Python numbers are read in float64 (as_tensor of a list would round them to float32 first)
+        shift = torch.as_tensor(shift, dtype=None if isinstance(shift, Tensor) else torch.float64)
+        shift = shift.to(dtype).expand(shape).clone()
+        scale64 = torch.as_tensor(scale, dtype=None if isinstance(scale, Tensor) else torch.float64)
+        scale64 = scale64.to(torch.float64).expand(shape).clone()
+        if not torch.isfinite(scale64).all() or (scale64 == 0).any():
+            raise ValueError(f"Affine: scale must be finite and non-zero to be invertible, got {scale64.tolist()}")
+        scale = scale64.to(dtype)
+        log_abs = scale64.abs().log().to(dtype)
         if learnable:
             self.shift = nn.Parameter(shift)
             self.log_abs_scale = nn.Parameter(log_abs)
