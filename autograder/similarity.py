@@ -303,6 +303,10 @@ def graded_names(repo: Path, assignment: str) -> list[str]:
 
 
 def resolve(dotted: str):
+    """The object a dotted name such as ``flowlib.gmm.GaussianMixture.score`` names: the
+    longest importable module prefix, then attributes; a class attribute is read statically
+    and a staticmethod, classmethod or property is unwrapped to its function (so that its
+    source can be read). tests/test_answer_leaks.py resolves the same names with it."""
     parts = dotted.split(".")
     for cut in range(len(parts), 0, -1):
         try:
@@ -310,7 +314,11 @@ def resolve(dotted: str):
         except ImportError:
             continue
         for attr in parts[cut:]:
-            obj = getattr(obj, attr)
+            obj = inspect.getattr_static(obj, attr) if isinstance(obj, type) else getattr(obj, attr)
+            if isinstance(obj, (staticmethod, classmethod)):
+                obj = obj.__func__
+            if isinstance(obj, property):
+                obj = obj.fget
         return obj
     raise ImportError(dotted)
 

@@ -391,7 +391,25 @@ def cells(student: str) -> dict[str, str]:
     if student == "alice":
         return ref
     bodies = {"hana": HANA, "ivan": IVAN, "june": JUNE, "bob": BOB, "carol": CAROL}[student]
-    return {gid: _docstring_and_signature(ref[gid]) + bodies[gid].strip("\n") + "\n" for gid in ref}
+    # An exercise added to the assignment after these fixtures were written has no body here:
+    # it is left as released (the stub nbgrader leaves, which copy detection subtracts), so it
+    # neither adds nor hides similarity; see covered_tests() for what is then scored.
+    return {gid: _docstring_and_signature(ref[gid]) + (bodies[gid].strip("\n") if gid in bodies else
+                                                        "    raise NotImplementedError()") + "\n"
+            for gid in ref}
+
+
+def covered_tests() -> list[str]:
+    """The graded test cells of the exercises these fixtures write (each test cell belongs to
+    the solution cell above it): every fixture student must score them in full."""
+    covered, current = [], None
+    for cell in _source_notebook()["cells"]:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("solution") and cell.get("cell_type") == "code":
+            current = meta.get("grade_id")
+        elif meta.get("grade") and cell.get("cell_type") == "code" and current in HANA:
+            covered.append(meta["grade_id"])
+    return covered
 
 
 def notebook(student: str) -> dict:

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import ast
 import html
-import importlib
 import inspect
 import io
 import json
 import re
+import sys
 import textwrap
 import tokenize
 import types
@@ -36,6 +36,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+
+sys.path.insert(0, str(REPO / "autograder"))
+from similarity import resolve  # noqa: E402  (the one resolver of graded names, shared with copy detection)
 
 RUN = 4          # this many consecutive non-trivial source lines make a leak (or all of a
                  # shorter object's lines, signature included, when it has 2 or 3)
@@ -83,23 +86,6 @@ def graded_names() -> dict[str, set[str]]:
         for n in names:
             found.setdefault(n, set()).add(asg.name)
     return found
-
-
-def _resolve(dotted: str):
-    parts = dotted.split(".")
-    for cut in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for attr in parts[cut:]:
-            obj = inspect.getattr_static(obj, attr) if isinstance(obj, type) else getattr(obj, attr)
-            if isinstance(obj, (staticmethod, classmethod)):
-                obj = obj.__func__
-            if isinstance(obj, property):
-                obj = obj.fget
-        return obj
-    raise ImportError(dotted)
 
 
 def _unwrap(obj):
@@ -188,7 +174,7 @@ def _source_lines(obj) -> tuple[list[str], list[int]]:
 def graded_objects() -> list[Graded]:
     out: dict[str, Graded] = {}
     for name in sorted(graded_names()):
-        obj = _unwrap(_resolve(name))
+        obj = _unwrap(resolve(name))
         todo = [(name, obj)] + [(f"{name} -> {h}", helper) for h, helper in _private_helpers(obj)]
         if isinstance(obj, type):  # each method on its own too: a short one shown alone is a leak
             todo += [(f"{name}.{attr}", _unwrap(m)) for attr, m in vars(obj).items()
