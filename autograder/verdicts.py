@@ -50,6 +50,7 @@ class HiddenTests:
     points: dict          # grade_id -> points of the cell
     stub: list
     timeouts: dict
+    uses: dict = None     # grade_id -> the solution cells a (slow) hidden test runs (USES; tests/run_mutants.py)
 
 
 def hidden_tests_file(assignment: str, repo: Path = REPO) -> Path:
@@ -88,7 +89,14 @@ def load(assignment: str, repo: Path = REPO) -> HiddenTests:
     extra = [n for n in vars(module) if n.startswith("test_") and callable(getattr(module, n)) and n not in points]
     if extra:
         raise ValueError(f"{path}: {', '.join(extra)} match no graded test cell of the notebook")
-    return HiddenTests(assignment, tests, points, list(getattr(module, "STUB", [])), dict(getattr(module, "TIMEOUTS", {})))
+    uses = {gid: set(cells) for gid, cells in dict(getattr(module, "USES", {})).items()}
+    solution_ids = {c.metadata["nbgrader"]["grade_id"] for c in source.cells
+                    if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
+    bad = [f"{gid} -> {sorted(cells - solution_ids)}" for gid, cells in uses.items()
+           if gid not in points or not cells or cells - solution_ids]
+    if bad:
+        raise ValueError(f"{path}: USES names a test that is not a graded cell, or cells that are not solution cells: {'; '.join(bad)}")
+    return HiddenTests(assignment, tests, points, list(getattr(module, "STUB", [])), dict(getattr(module, "TIMEOUTS", {})), uses)
 
 
 def student_cells(nb, test_ids) -> list[dict]:
@@ -116,8 +124,10 @@ def _message(exc: BaseException, probe) -> str:
 
 
 def evaluate(assignment: str, cells: list[dict], seed: int = 0, repo: Path = REPO, device: str | None = None,
-             sandbox: bool | None = None, cell_timeout: float | None = None) -> dict[str, Verdict]:
-    """Run every hidden test of ``assignment`` against the student whose code is ``cells``."""
+             sandbox: bool | None = None, cell_timeout: float | None = None,
+             only: set[str] | None = None) -> dict[str, Verdict]:
+    """Run every hidden test of ``assignment`` (or those in ``only``) against the student whose
+    code is ``cells``."""
     from probe.client import Probe, ProbeFailure, Student
 
     tests = load(assignment, repo)
@@ -132,6 +142,8 @@ def evaluate(assignment: str, cells: list[dict], seed: int = 0, repo: Path = REP
     start_failures = 0
     try:
         for gid, fn in tests.tests.items():
+            if only is not None and gid not in only:
+                continue
             t0 = time.monotonic()
             if start_failures >= 2:
                 verdicts[gid] = Verdict(False, "not run: the student's process could not be started twice in a row")

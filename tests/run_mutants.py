@@ -6,7 +6,9 @@ object ``{mutant name: [grade_id of each failing test cell]}`` on the last line.
 seeds torch from ``FLOWLIB_SEED``) and reports ``{"seed N": [failing cells]}``. All mutants
 run in this one process, each in a freshly reset IPython shell: a kernel start per mutant
 would cost seconds each, and nbgrader scores a test cell 0 exactly when it raises, which
-is what this records. (The full nbgrader path is exercised by the round-trip test.)
+is what this records. (The full nbgrader path is exercised by the round-trip test.) A slow
+hidden test may declare the solution cells it runs (``USES`` in hidden_tests.py); a mutant of
+another cell skips it.
 
 An assignment with grader-side hidden tests (``solutions/<asg>/hidden_tests.py``, see
 autograder/verdicts.py) is judged the way grade.py judges it: each mutant's code runs in a
@@ -45,10 +47,11 @@ def main_verdicts(asg: str, seeds: list[int]) -> None:
     import verdicts
 
     source = HERE.parent / "solutions" / asg / f"{asg}.ipynb"
-    test_ids = set(verdicts.load(asg).points)
+    hidden = verdicts.load(asg)
+    test_ids = set(hidden.points)
 
-    def failing(nb, seed: int, label: str) -> list[str]:
-        found = verdicts.evaluate(asg, verdicts.student_cells(nb, test_ids), seed=seed)
+    def failing(nb, seed: int, label: str, only: set[str] | None = None) -> list[str]:
+        found = verdicts.evaluate(asg, verdicts.student_cells(nb, test_ids), seed=seed, only=only)
         for gid, v in found.items():
             if not v.passed:
                 print(f"{label}: {gid}: {v.message[:300]}", file=sys.stderr)
@@ -66,7 +69,11 @@ def main_verdicts(asg: str, seeds: list[int]) -> None:
                 report[m["name"]] = [f"BAD MUTANT: cell {m['cell']!r} missing or `find` not found exactly once"]
                 continue
             cells[0].source = cells[0].source.replace(m["find"], m["replace"])
-            report[m["name"]] = failing(nb, seed, m["name"])
+            # A slow hidden test (a training exercise) that declares in USES the solution cells it
+            # runs is skipped for a mutant of any other cell: it gives the reference's verdict
+            # there (a pass, which "(reference)" asserts in this same run).
+            skip = {gid for gid, used in (hidden.uses or {}).items() if m["cell"] not in used}
+            report[m["name"]] = failing(nb, seed, m["name"], only=test_ids - skip)
     sys.stdout.flush()
     print("\n" + json.dumps(report))
 
