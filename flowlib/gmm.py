@@ -210,6 +210,31 @@ class GaussianMixture(nn.Module):
         alpha, std = sde.marginal_coefficients(torch.as_tensor(t, dtype=x.dtype, device=x.device))
         return self.affine_score(x, alpha, std)
 
+    def velocity_at(self, x: Tensor, t, path) -> Tensor:
+        """Exact marginal velocity of the probability path ``x_t = alpha x_0 + sigma z`` started
+        at this mixture (``path``: :class:`flowlib.flow_matching.LinearPath`, ``VPPath``, any
+        object with ``coefficients``/``derivatives``), t scalar or (batch,):
+
+            u_t(x) = E[alpha' x_0 + sigma' z | x_t = x]
+                   = sum_k r_k(x) [alpha' (mu_k - alpha Sigma_k g_k) - sigma' sigma g_k],
+
+        with r_k the posterior of component k under p_t and ``g_k = -(alpha^2 Sigma_k +
+        sigma^2 I)^{-1} (x - alpha mu_k)`` its score (Gaussian conditioning within a component:
+        E[x_0 | x, k] = mu_k - alpha Sigma_k g_k, E[z | x, k] = -sigma g_k). Finite at alpha = 0."""
+        self._check(x)
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+        t = t.expand(x.shape[0]) if t.dim() == 0 else t
+        if t.shape != (x.shape[0],):
+            raise ValueError(f"velocity_at: t must be a scalar or have shape (batch,) = ({x.shape[0]},), got {tuple(t.shape)}")
+        a, s = path.coefficients(t)
+        da, ds = path.derivatives(t)
+        log_comp, g = self._components(x, a, s)
+        r = torch.softmax(log_comp, dim=1)[..., None]
+        sigma_g = torch.einsum("kde,bke->bkd", self.covariances.to(x), g)
+        a3, s3, da3, ds3 = (v.reshape(-1, 1, 1) for v in (a, s, da, ds))
+        per_component = da3 * (self.means.to(x)[None] - a3 * sigma_g) - ds3 * s3 * g
+        return (r * per_component).sum(1)
+
     # -- sampling ----------------------------------------------------------------------------
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
