@@ -131,3 +131,37 @@ __all__ += [
     "VariationalDequantizer",
     "histogram_baseline_bpd",
 ]
+
+# Neural spline flows and Glow (flows part); flow matching and DDPM/DDIM (diffusion part).
+from .ddpm import EpsMLP, NoiseSchedule, ddim_sample, ddpm_loss, ddpm_sample, drop_labels, guided_eps, tweedie_denoise
+from .flow_matching import LinearPath, VPPath, cfm_loss, fm_log_prob, fm_sample, reflow_pairs, straightness
+from .glow import glow, glow_step
+from .ode import velocity_log_prob, velocity_sample
+from .splines import RationalQuadraticSpline, SplineAutoregressive, SplineCoupling, nsf_autoregressive, nsf_coupling
+
+__all__ += [
+    "RationalQuadraticSpline",
+    "SplineCoupling",
+    "SplineAutoregressive",
+    "nsf_coupling",
+    "nsf_autoregressive",
+    "glow_step",
+    "glow",
+    "velocity_sample",
+    "velocity_log_prob",
+    "LinearPath",
+    "VPPath",
+    "cfm_loss",
+    "fm_sample",
+    "fm_log_prob",
+    "reflow_pairs",
+    "straightness",
+    "NoiseSchedule",
+    "EpsMLP",
+    "ddpm_loss",
+    "ddpm_sample",
+    "ddim_sample",
+    "tweedie_denoise",
+    "guided_eps",
+    "drop_labels",
+]

@@ -235,6 +235,23 @@ class GaussianMixture(nn.Module):
         per_component = da3 * (self.means.to(x)[None] - a3 * sigma_g) - ds3 * s3 * g
         return (r * per_component).sum(1)
 
+    def eps_at(self, x: Tensor, alpha_bar) -> Tensor:
+        """The optimal noise prediction of DDPM at noise level ``alpha_bar`` (scalar or (batch,)):
+        for ``x = sqrt(abar) x_0 + sqrt(1 - abar) eps``, ``E[eps | x] = -sqrt(1 - abar) grad log p_abar(x)``."""
+        ab = torch.as_tensor(alpha_bar, dtype=x.dtype, device=x.device)
+        return -(1 - ab).sqrt().reshape(-1, 1) * self.affine_score(x, ab.sqrt(), (1 - ab).sqrt())
+
+    def restricted(self, components) -> "GaussianMixture":
+        """The mixture of the given components only, weights renormalised: with components
+        labelled by class, ``p(x | y)`` of a class-conditional oracle."""
+        idx = torch.as_tensor(components, dtype=torch.long).reshape(-1)
+        if idx.numel() == 0 or idx.min() < 0 or idx.max() >= self.n_components or idx.unique().numel() != idx.numel():
+            raise ValueError(f"restricted: expected distinct component indices in 0..{self.n_components - 1}, got {idx.tolist()}")
+        w = self.weights[idx] / self.weights[idx].sum()
+        if self.rotation is None:
+            return GaussianMixture(w, self.means[idx], stds=self.variances[idx].sqrt())
+        return GaussianMixture(w, self.means[idx], covs=self.covariances[idx])
+
     # -- sampling ----------------------------------------------------------------------------
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:

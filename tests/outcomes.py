@@ -110,7 +110,7 @@ def margin(check: Check, ref_values: list[float], weak_values: list[float]) -> t
 
 
 TEST_MODULES = ("test_core", "test_onedim", "test_planar", "test_autoregressive", "test_coupling",
-                "test_dequantization", "test_score", "test_ode", "test_sde", "test_notebook_outcomes")
+                "test_dequantization", "test_score", "test_ode", "test_sde", "test_ddpm", "test_notebook_outcomes")
 
 
 def load_all() -> dict[str, Experiment]:

@@ -13,7 +13,8 @@ from conftest import REPO
 
 TABLE = REPO / "bench" / "outcome-margins.md"
 # Calls that make a test's numbers depend on training or on an iterative sampler.
-STOCHASTIC_CALLS = {"fit", "langevin", "annealed_langevin", "euler_maruyama", "pc_sample", "ode_sample"}
+STOCHASTIC_CALLS = {"fit", "langevin", "annealed_langevin", "euler_maruyama", "pc_sample", "ode_sample", "ddpm_sample",
+                    "ddim_sample", "fm_sample", "reflow_pairs"}
 # Tests that call one of them but assert no threshold on the outcome, with the reason.
 NOT_OUTCOMES = {
     "test_core.py::test_fit_with_data_free_loss": "a convex quadratic: Adam reaches 1e-3 from any start (no data, no sampling)",
@@ -27,6 +28,10 @@ NOT_OUTCOMES = {
     "test_sde.py::test_samplers_are_reproducible_with_a_generator": "bitwise equality of two runs on one machine",
     "test_sde.py::test_bad_inputs_raise_value_error": "errors only",
     "test_testing.py::test_block_reference_sees_through_decorators": "the guard, not a value",
+    "test_ddpm.py::test_ddim_on_gaussian_data_is_the_exact_probability_flow_map": "deterministic DDIM (eta = 0) from given x_N against a closed form",
+    "test_ddpm.py::test_samplers_and_model_shapes": "shapes only",
+    "test_flow_matching.py::test_the_exact_flow_is_reversible_and_carries_noise_to_data_support": "a deterministic ODE from given noise, both ways",
+    "test_flow_matching.py::test_straightness_and_reflow": "shapes of the reflow pairs; straightness of given fields",
 }
 
 
