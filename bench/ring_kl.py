@@ -8,12 +8,15 @@ has an exact log-density, so the forward KL of a fitted model q,
 is estimated on 20,000 fresh samples from p (fixed seed, the same points for every model).
 Every model trains by maximum likelihood with Adam on fresh minibatches from p for the
 same wall-clock budget on the same number of torch threads; training stops at the first
-step that ends after the budget, and the KL evaluation is not timed.
+step that ends after the budget, and the KL evaluation is not timed. With ``--steps N``
+every model instead trains for exactly N steps (the same minibatches): a measure of
+quality per step that machine load cannot change (under load the wall-clock budget buys
+very different step counts), reported beside the steps/s each model ran at.
 
 "matched" rows use the same sizes for both libraries (transforms, hidden widths, batch,
 lr, optimiser, budget). "tuned" rows change one or more settings, named in the row.
 
-Run: `python bench/ring_kl.py [--seconds 60] [--threads 2] [--only NAME ...] [--json PATH]`.
+Run: `python bench/ring_kl.py [--seconds 60 | --steps N] [--threads 2] [--only NAME ...] [--json PATH]`.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from bench_common import emit, fmt
 from flowlib.autoregressive import maf, mixture_cdf_flow_2d
 from flowlib.coupling import realnvp
 from flowlib.data import ring_of_gaussians, ring_of_gaussians_log_prob
+from flowlib.splines import nsf_autoregressive, nsf_coupling
 
 N_EVAL = 20_000
 EVAL_SEED = 12345
@@ -61,6 +65,10 @@ MODELS = {
     "flowlib RealNVP": ("flowlib", "matched", lambda: realnvp(2, TRANSFORMS, HIDDEN), {}),
     "zuko RealNVP": ("zuko", "matched", lambda: _zuko("RealNVP"), {}),
     "zuko NSF": ("zuko", "matched", lambda: _zuko("NSF"), {}),
+    # zuko's NSF is autoregressive with 8 bins on [-5, 5]: the matched flowlib model is nsf_autoregressive
+    "flowlib NSF": ("flowlib", "matched", lambda: nsf_autoregressive(2, TRANSFORMS, n_bins=8, bound=5.0, hidden=HIDDEN), {}),
+    "flowlib NSF coupling": ("flowlib", "matched sizes; coupling instead of autoregressive (8 bins on [-5, 5])",
+                             lambda: nsf_coupling(2, TRANSFORMS, n_bins=8, bound=5.0, hidden=HIDDEN), {}),
     "flowlib MAF, cosine lr": ("flowlib", "tuned: lr 3e-3 with cosine decay to 0 over the budget",
                                 lambda: maf(2, TRANSFORMS, HIDDEN), {"lr": 3e-3, "schedule": "cosine"}),
     "flowlib MAF, 10 layers, cosine lr": ("flowlib", "tuned: 10 transforms, lr 3e-3 with cosine decay to 0 over the budget",
@@ -78,17 +86,19 @@ class Diverged(FloatingPointError):
         self.step, self.seconds = step, seconds
 
 
-def train(model, seconds: float, lr: float, schedule: str, seed: int) -> tuple[int, float]:
-    """Adam on fresh ring minibatches until the budget is spent; returns (steps, seconds).
-    Raises :class:`Diverged` on a non-finite loss."""
+def train(model, seconds: float, lr: float, schedule: str, seed: int, max_steps: int | None = None) -> tuple[int, float]:
+    """Adam on fresh ring minibatches until the budget is spent (``seconds`` of wall clock,
+    or exactly ``max_steps`` steps when given); returns (steps, seconds). Raises
+    :class:`Diverged` on a non-finite loss."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps, start = 0, time.perf_counter()
     elapsed = 0.0
-    while elapsed < seconds:
+    while (steps < max_steps) if max_steps else (elapsed < seconds):
         if schedule == "cosine":
+            done = steps / max_steps if max_steps else elapsed / seconds
             for group in opt.param_groups:
-                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(elapsed / seconds, 1.0)))
+                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
         x = ring_of_gaussians(BATCH, generator=gen)
         loss = -model.log_prob(x).mean()
         if not torch.isfinite(loss):
@@ -109,14 +119,14 @@ def kl_to_ring(model) -> tuple[float, float]:
     return diff.mean().item(), (diff.std() / math.sqrt(N_EVAL)).item()
 
 
-def run(names, seconds: float, seed: int = 0):
+def run(names, seconds: float, seed: int = 0, max_steps: int | None = None):
     for name in names:
         lib, setting, build, opts = MODELS[name]
         torch.manual_seed(seed)
         model = build()
         model.train()
         try:
-            steps, took = train(model, seconds, opts.get("lr", LR), opts.get("schedule", "constant"), seed)
+            steps, took = train(model, seconds, opts.get("lr", LR), opts.get("schedule", "constant"), seed, max_steps)
         except Diverged as exc:  # reported as a row: a diverging setting is a result, not a crash
             yield name, setting, exc.step, exc.seconds, None, None, str(exc)
             continue
@@ -128,22 +138,25 @@ def run(names, seconds: float, seed: int = 0):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="training budget per model, wall clock (default 60)")
+    parser.add_argument("--steps", type=int, help="train every model for exactly this many steps instead of --seconds")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", nargs="+", choices=sorted(MODELS), metavar="NAME", help="models to run (default all)")
     parser.add_argument("--json", help="also write the table as JSON here (for bench/run.py)")
     args = parser.parse_args()
-    if args.seconds <= 0 or args.threads < 1:
-        parser.error("--seconds must be positive and --threads at least 1")
+    if args.seconds <= 0 or args.threads < 1 or (args.steps is not None and args.steps < 1):
+        parser.error("--seconds and --steps must be positive and --threads at least 1")
     torch.set_num_threads(args.threads)
     rows = []
-    for name, setting, steps, took, kl, se, error in run(args.only or list(MODELS), args.seconds, args.seed):
+    for name, setting, steps, took, kl, se, error in run(args.only or list(MODELS), args.seconds, args.seed, args.steps):
         kl_cell = f"diverged: {error}" if error else fmt(kl, ".4f")
         rows.append([name, setting, fmt(steps), fmt(took, ".1f"), fmt(steps / took, ".1f"), kl_cell, fmt(se, ".4f")])
         print(f"  {name}: {steps} steps in {took:.1f} s, " + (kl_cell if error else f"KL {kl:.4f} +- {se:.4f} nats"), flush=True)
+    budget = f"{args.steps:,} steps per model (the same minibatches)" if args.steps else f"Budget {args.seconds:g} s per model"
     section = {
-        "title": "Ring of 8 Gaussians: KL(p || q) after a fixed wall-clock budget",
-        "intro": (f"Budget {args.seconds:g} s per model, {args.threads} torch threads, batch {BATCH}, Adam lr {LR:g} "
+        "title": ("Ring of 8 Gaussians: KL(p || q) after a fixed number of steps" if args.steps
+                  else "Ring of 8 Gaussians: KL(p || q) after a fixed wall-clock budget"),
+        "intro": (f"{budget}, {args.threads} torch threads, batch {BATCH}, Adam lr {LR:g} "
                   f"unless the row says otherwise, {TRANSFORMS} transforms with hidden {HIDDEN} (MAF, RealNVP, NSF), "
                   f"KL on {N_EVAL:,} fresh samples (seed {EVAL_SEED}); s.e. = Monte Carlo standard error."),
         "columns": ["model", "setting", "steps", "seconds", "steps/s", "KL (nats)", "s.e."],

@@ -2,7 +2,8 @@
 
 Sections (one subprocess each, so thread settings and memory never leak between them):
 
-1. bench/ring_kl.py        KL to the ring of 8 Gaussians after a wall-clock budget (flowlib vs zuko)
+1. bench/ring_kl.py        KL to the ring of 8 Gaussians after a wall-clock budget, and after a
+                           fixed number of steps (flowlib vs zuko; MAF, RealNVP, NSF)
 2. bench/throughput.py     log_prob / sample time ratios flowlib / zuko, 2-D and 8-D
 3. bench/ode_likelihood.py ODE log-likelihood error against NFE (flowlib RK4, scipy RK45)
 4. bench/course_costs.py   make book cold and warm, autograde time per assignment, grading throughput
@@ -38,6 +39,7 @@ QUICK_OUT = REPO / "_build" / "bench" / "results-quick.md"
 # name -> (script, full arguments, quick arguments)
 SECTIONS = {
     "ring_kl": ("ring_kl.py", ["--seconds", "60", "--threads", "2"], ["--seconds", "1.5", "--threads", "2"]),
+    "ring_kl_steps": ("ring_kl.py", ["--steps", "3000", "--threads", "2"], ["--steps", "20", "--threads", "2"]),
     "throughput": ("throughput.py", ["--batch", "10000", "--repeats", "15", "--threads", "2"],
                    ["--batch", "2000", "--repeats", "2", "--threads", "2"]),
     "ode_likelihood": ("ode_likelihood.py", ["--points", "64"], ["--points", "16", "--quick"]),
