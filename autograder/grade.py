@@ -28,6 +28,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -578,6 +579,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no submissions found in {args.submissions}", *notes, sep="\n")
         return 1
     COURSE.mkdir(parents=True, exist_ok=True)
+    from progress import Progress
+
+    progress = Progress(len(found))
     results: list[Result] = []
     similar: dict[tuple[str, str], list[tuple[str, float]]] = {}
     for asg in sorted({a for _, a in found}):
@@ -589,23 +593,29 @@ def main(argv: list[str] | None = None) -> int:
             if notebook is None:
                 results.append(Result(student, asg, status="missing", max_score=max_score(asg),
                                       reason=f"no {asg}.ipynb in the student's folder"))
+                progress.update(student, asg, "missing")
                 continue
             if isinstance(notebook, Refused):
                 results.append(Result(student, asg, status="failed", max_score=max_score(asg), reason=notebook.reason))
+                progress.update(student, asg, "failed")
                 continue
             try:
                 import_submission(student, asg, notebook)
             except (ValueError, OSError) as err:
                 results.append(Result(student, asg, status="failed", max_score=max_score(asg), reason=str(err)))
+                progress.update(student, asg, "failed")
                 continue
             todo.append(student)
 
         def grade_student(student: str, asg: str = asg) -> Result:
+            t0 = time.monotonic()
             res = grade_one(student, asg, args.kernel, args.sandbox)
             findings = tampering_findings(student, asg)
             if findings and res.status == "graded":
                 res = flag(res, findings, keep_score=(REPO / "solutions" / asg / "hidden_tests.py").is_file())
-            print(f"{student:>20} {asg}: {res.status} {res.score:g}/{res.max_score:g} {res.reason}", flush=True)
+            pending = f", {res.manual_pending:g} to grade by hand" if res.manual_pending else ""
+            progress.update(student, asg, res.status, f"{res.auto_score:g}/{res.auto_max:g} auto{pending}",
+                            time.monotonic() - t0)
             return res
 
         # Each student is its own nbgrader process; threads only wait for them.
@@ -620,6 +630,7 @@ def main(argv: list[str] | None = None) -> int:
                 flags = {}
             similar.update({(student, asg): f for student, f in flags.items()})
     write_csv(results, similar)
+    print(progress.close())
     print(summarise(results, notes))
     return 0
 

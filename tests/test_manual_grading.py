@@ -30,11 +30,14 @@ QUESTION = "Why does the density of x = a z + b carry the factor 1/|a|? (2 point
 ANSWER = "Because probability mass is conserved: dx = |a| dz, so p(x) = N(z) / |a|, with |a| since a may be negative.\n\n" + RUBRIC
 
 
-def _with_written_answer(course: Path) -> None:
+def _with_written_answer(course: Path) -> dict[str, float]:
     """Add a question and a manually graded answer cell to the course copy's source notebook
-    and regenerate its release there."""
+    and regenerate its release there; returns the written answers the assignment already had
+    (grade_id -> points)."""
     path = course / "solutions" / ASG / f"{ASG}.ipynb"
     nb = nbformat.read(path, as_version=4)
+    existing = {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"]["points"]) for c in nb.cells
+                if c.metadata.get("nbgrader", {}).get("grade") and c.metadata["nbgrader"].get("solution")}
     question = nbformat.v4.new_markdown_cell(QUESTION, metadata={"nbgrader": {
         "grade": False, "solution": False, "locked": True, "grade_id": "why_abs_md", "schema_version": 3}})
     answer = nbformat.v4.new_markdown_cell(ANSWER, metadata={"nbgrader": {
@@ -45,6 +48,7 @@ def _with_written_answer(course: Path) -> None:
                           cwd=course / "autograder", capture_output=True, text=True,
                           env=dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return existing
 
 
 def _rows(course: Path) -> dict[str, dict[str, str]]:
@@ -60,7 +64,7 @@ def _run(course: Path, *args: str, check: bool = True) -> subprocess.CompletedPr
 
 
 def test_written_answer_from_autograde_to_final_score(course_copy, tmp_path):
-    _with_written_answer(course_copy)
+    existing = _with_written_answer(course_copy)  # the assignment's own written answers: alice answers them too
     release = course_copy / "notebooks" / ASG / f"{ASG}.ipynb"
     assert "Rubric" not in release.read_text(), "the release shows the rubric"
     subs = tmp_path / "export"
@@ -68,15 +72,22 @@ def test_written_answer_from_autograde_to_final_score(course_copy, tmp_path):
     (subs / "bob").mkdir(parents=True)
     alice_nb = nbformat.read(course_copy / "solutions" / ASG / f"{ASG}.ipynb", as_version=4)
     alice_nb.cells[-1].source = "Mass is conserved, so p(x) |dx| = N(z) |dz| and p(x) = N((x - b)/a) / |a|."
+    for cell in alice_nb.cells[:-1]:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") in existing:
+            cell.source = "My own answer, in my own words."
     nbformat.write(alice_nb, subs / "alice" / f"{ASG}.ipynb")
     shutil.copy(release, subs / "bob" / f"{ASG}.ipynb")
-    _run(course_copy, "autograder/grade.py", str(subs), "--assignment", ASG, "--similarity", "off")
+    run = _run(course_copy, "autograder/grade.py", str(subs), "--assignment", ASG, "--similarity", "off")
+    # not a terminal: one line per student with the count, the rate and the time left, then a summary
+    assert "[1/2] alice" in run.stdout and "[2/2] bob" in run.stdout and "ETA" in run.stdout, run.stdout[-2000:]
+    assert "2 of 2 done" in run.stdout and "2 graded, 0 flagged, 0 failed, 0 missing" in run.stdout, run.stdout[-2000:]
 
     rows = _rows(course_copy)
     alice, bob = rows["alice"], rows["bob"]
     # alice answered: the machine's points are in, the written answer waits, no final score yet
     assert float(alice["auto_score"]) == float(alice["auto_max"]) > 0, alice
-    assert (float(alice["manual_pending"]), float(alice["manual_max"]), alice["why_abs"]) == (2, 2, ""), alice
+    total_written = 2 + sum(existing.values())
+    assert (float(alice["manual_pending"]), float(alice["manual_max"]), alice["why_abs"]) == (total_written,) * 2 + ("",), alice
     assert alice["score"] == "", f"a pending written answer must not count as zero in the final score: {alice}"
     # bob left it blank: nbgrader scores an untouched answer 0, so bob has a final score
     assert (float(bob["manual_pending"]), bob["why_abs"], float(bob["score"])) == (0, "0", 0), bob
@@ -97,8 +108,12 @@ def test_written_answer_from_autograde_to_final_score(course_copy, tmp_path):
 
     _run(course_copy, "autograder/manual.py", "set", "alice", ASG, "why_abs", "1.5", "--comment", "say why |a|")
     alice = _rows(course_copy)["alice"]
-    assert (float(alice["manual_pending"]), float(alice["manual_score"]), alice["why_abs"]) == (0, 1.5, "1.5"), alice
-    assert float(alice["score"]) == float(alice["auto_max"]) + 1.5, alice
+    assert (float(alice["manual_pending"]), float(alice["manual_score"]), alice["why_abs"]) == (sum(existing.values()), 1.5, "1.5"), alice
+    assert alice["score"] == "" or not existing, f"other written answers are still pending: {alice}"
+    for gid, pts in existing.items():  # grade the assignment's own written answers: full marks
+        _run(course_copy, "autograder/manual.py", "set", "alice", ASG, gid, str(pts))
+    alice = _rows(course_copy)["alice"]
+    assert float(alice["manual_pending"]) == 0 and float(alice["score"]) == float(alice["auto_max"]) + 1.5 + sum(existing.values()), alice
     assert alice["status"] == "graded", alice
     page = feedback.read_text()
     assert "names the Jacobian factor" in page and "say why |a|" in page and "1.5 / 2" in page, (
