@@ -2,7 +2,7 @@
 #   make book      build the executed website into _build/html (fails on any warning)
 #   make test      run the whole test suite
 #   make release   regenerate notebooks/ (student versions) from solutions/
-#   make grade SUBMISSIONS=DIR [ASSIGNMENT=name] [KERNEL=kernelspec] [SANDBOX=0] [WORKERS=N DB=postgresql+psycopg://...] [SIMILARITY=0.6|off]   autograde a class, write feedback and grades CSV
+#   make grade SUBMISSIONS=DIR|download.zip [ASSIGNMENT=name] [ROSTER=roster.csv] [KERNEL=kernelspec] [SANDBOX=0] [WORKERS=N DB=postgresql+psycopg://...] [SIMILARITY=0.6|off]   autograde a class, write feedback and grades CSV
 #                  (each kernel sandboxed in bubblewrap by default, KERNEL too; SANDBOX=0 runs student code unconfined;
 #                  copy detection flags similar solutions for review, report in autograder/course/similarity/)
 #   make grade-manual [ASSIGNMENT=name]   list the written answers still to grade by hand
@@ -31,6 +31,7 @@ CELL        ?=
 POINTS      ?=
 COMMENT     ?=
 SYNC        ?=
+ROSTER      ?=
 
 .PHONY: venv book test release grade grade-manual lab bench margins clean
 
@@ -55,7 +56,7 @@ release: $(STAMP)
 
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=DIR [ASSIGNMENT=name]"; exit 2; }
-	$(BIN)/python autograder/grade.py "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(KERNEL),--kernel "$(KERNEL)") $(if $(filter 0,$(SANDBOX)),--no-sandbox) --workers $(WORKERS) $(if $(DB),--db "$(DB)") $(if $(SIMILARITY),--similarity "$(SIMILARITY)")
+	$(BIN)/python autograder/grade.py "$(SUBMISSIONS)" $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(KERNEL),--kernel "$(KERNEL)") $(if $(filter 0,$(SANDBOX)),--no-sandbox) --workers $(WORKERS) $(if $(DB),--db "$(DB)") $(if $(SIMILARITY),--similarity "$(SIMILARITY)") $(if $(ROSTER),--roster "$(ROSTER)")
 
 grade-manual: $(STAMP)
 	$(BIN)/python autograder/manual.py $(if $(DB),--db "$(DB)") $(if $(STUDENT),set "$(STUDENT)" "$(ASSIGNMENT)" "$(CELL)" "$(POINTS)" $(if $(COMMENT),--comment "$(COMMENT)"),$(if $(filter 1,$(SYNC)),sync,pending) $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)"))

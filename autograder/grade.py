@@ -530,7 +530,9 @@ def _threshold(text: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("submissions", type=Path, help="folder with one folder or .ipynb per student")
+    parser.add_argument("submissions", type=Path, help="folder with one folder or .ipynb per student, or a Canvas or "
+                                                       "Moodle download (zip or folder; autograder/lms.py)")
+    parser.add_argument("--roster", type=Path, help="CSV with columns lms_id,student: maps an LMS download's ids to students")
     parser.add_argument("--assignment", help="grade only this assignment (required for loose .ipynb files)")
     parser.add_argument("--kernel", help="Jupyter kernelspec to run submissions with (e.g. a CUDA kernel); "
                                          "default: the notebook's python3")
@@ -552,6 +554,24 @@ def main(argv: list[str] | None = None) -> int:
         import similarity
 
         args.similarity = similarity.DEFAULT_THRESHOLD
+    lms_notes: list[str] = []
+    if args.submissions.is_file() or args.roster or (args.assignment and args.submissions.is_dir()):
+        import lms
+
+        if not args.assignment:
+            parser.error("an LMS download (a zip, or --roster) needs --assignment: its files are named by the LMS")
+        try:
+            download = lms.prepare(args.submissions, args.assignment, args.roster)
+        except (ValueError, OSError) as err:
+            parser.error(str(err))
+        if download.lms:
+            print(f"{args.submissions}: a {download.lms} download, {len(download.students)} student(s)", flush=True)
+            args.submissions, lms_notes = download.folder, download.notes
+        elif not args.submissions.is_dir():
+            parser.error(f"{args.submissions}: no file is named as a Canvas or Moodle submission "
+                         f"({'; '.join(download.notes[:3])})")
+        elif args.roster:
+            parser.error(f"--roster: {args.submissions} holds no Canvas or Moodle download")
     if not args.submissions.is_dir():
         parser.error(f"{args.submissions} is not a folder of submissions")
     if args.workers < 1:
@@ -575,6 +595,7 @@ def main(argv: list[str] | None = None) -> int:
               "with your files, environment and network; it can change the gradebook, grades.csv and other "
               "students' work. Use it only for notebooks you trust.", file=sys.stderr, flush=True)
     found, notes = find_submissions(args.submissions.resolve(), args.assignment)
+    notes = lms_notes + notes
     if not found:
         print(f"no submissions found in {args.submissions}", *notes, sep="\n")
         return 1
