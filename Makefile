@@ -8,6 +8,7 @@
 #   make grade-manual [ASSIGNMENT=name]   list the written answers still to grade by hand
 #   make grade-manual STUDENT=id ASSIGNMENT=name CELL=grade_id POINTS=n [COMMENT=text]   record one (grades.csv and feedback follow)
 #   make grade-manual SYNC=1 [ASSIGNMENT=name]   after grading in nbgrader's formgrader: grades.csv and feedback from the gradebook
+#   make export-grades ASSIGNMENT=name [FORMAT=canvas|moodle|csv] [ROSTER=csv] [COLUMN=...]   grades for an LMS import
 #   make lab       JupyterLab on the student notebooks (127.0.0.1 only)
 #   make bench [QUICK=1]   flowlib vs zuko side by side + course costs -> bench/results.md (QUICK: tiny budgets -> _build/bench/results-quick.md)
 #   make margins   every outcome threshold over 8 seeds x 1 and 2 threads vs a weaker model -> bench/outcome-margins.md
@@ -32,8 +33,11 @@ POINTS      ?=
 COMMENT     ?=
 SYNC        ?=
 ROSTER      ?=
+FORMAT      ?=
+COLUMN      ?=
+OUT         ?=
 
-.PHONY: venv book test release grade grade-manual lab bench margins clean
+.PHONY: venv book test release grade grade-manual export-grades lab bench margins clean
 
 venv: $(STAMP)
 
@@ -60,6 +64,10 @@ grade: $(STAMP)
 
 grade-manual: $(STAMP)
 	$(BIN)/python autograder/manual.py $(if $(DB),--db "$(DB)") $(if $(STUDENT),set "$(STUDENT)" "$(ASSIGNMENT)" "$(CELL)" "$(POINTS)" $(if $(COMMENT),--comment "$(COMMENT)"),$(if $(filter 1,$(SYNC)),sync,pending) $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)"))
+
+export-grades: $(STAMP)
+	@test -n "$(ASSIGNMENT)" || { echo "usage: make export-grades ASSIGNMENT=name [FORMAT=canvas|moodle|csv] [ROSTER=roster.csv] [COLUMN='Canvas column'] [OUT=file]"; exit 2; }
+	$(BIN)/python autograder/export_grades.py "$(ASSIGNMENT)" --format $(or $(FORMAT),csv) $(if $(ROSTER),--roster "$(ROSTER)") $(if $(COLUMN),--column "$(COLUMN)") $(if $(OUT),--out "$(OUT)")
 
 lab: $(STAMP)
 	$(BIN)/python autograder/student_lab/lab.py
