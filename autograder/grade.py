@@ -63,11 +63,15 @@ class Result:
     manual_score: float = 0.0    # points of the written answers graded so far (autograder/manual.py)
     manual_max: float = 0.0
     manual_pending: float = 0.0  # points of written answers not graded yet: no final score until 0
+    submitted_at: str = ""       # the submission's time (timestamp.txt), UTC
+    late_hours: float = 0.0      # after the due date and the student's extension (autograder/deadlines.py)
+    late_penalty: float = 0.0    # points taken off the total by the term's late policy
 
     @property
     def final(self) -> str:
-        """grades.csv's ``score``: the total, or empty while a written answer is ungraded."""
-        return "" if self.manual_pending else f"{self.score:g}"
+        """grades.csv's ``score``: the total less the late penalty (never below 0), or empty
+        while a written answer is ungraded."""
+        return "" if self.manual_pending else f"{max(0.0, self.score - self.late_penalty):g}"
 
 
 def assignments() -> list[str]:
@@ -368,6 +372,25 @@ def grade_one(student: str, assignment: str, kernel: str | None = None, sandboxe
     return res
 
 
+def apply_deadline(res: Result, term) -> None:
+    """The submission's time, its lateness after the due date and the student's extension, and
+    the late policy's penalty (autograder/deadlines.py; ``term.toml``)."""
+    import deadlines
+
+    when = deadlines.read_timestamp(SUBMITTED / res.student / res.assignment / "timestamp.txt")
+    res.submitted_at = when.strftime("%Y-%m-%d %H:%M:%S UTC") if when else ""
+    if res.status not in ("graded", "flagged"):
+        return
+    late = term.lateness(res.assignment, res.student, when)
+    res.late_hours = late / 3600
+    # "zero" takes the whole maximum, so the final score is 0 whatever the written answers get later
+    score = res.max_score if term.method == "zero" else res.score
+    res.late_penalty = term.penalty_for(res.student, score, res.max_score, late) if late else 0.0
+    if res.late_penalty:
+        note = f"late by {res.late_hours:.1f} h: {res.late_penalty:g} points off ({term.method})"
+        res.reason = f"{res.reason}; {note}" if res.reason else note
+
+
 def generate_feedback(assignment: str, results: list[Result]) -> None:
     """Feedback for the whole assignment in one nbgrader process (one per student would
     cost a process start each); a graded student left without feedback is told why."""
@@ -472,11 +495,13 @@ def write_csv(results: list[Result], similar: dict[tuple[str, str], list[tuple[s
         row = {"student": r.student, "assignment": r.assignment, "status": r.status,
                "score": r.final, "max_score": f"{r.max_score:g}", "auto_score": f"{r.auto_score:g}",
                "auto_max": f"{r.auto_max:g}", "manual_score": f"{r.manual_score:g}",
-               "manual_max": f"{r.manual_max:g}", "manual_pending": f"{r.manual_pending:g}", "reason": r.reason}
+               "manual_max": f"{r.manual_max:g}", "manual_pending": f"{r.manual_pending:g}",
+               "submitted_at": r.submitted_at, "late_hours": f"{r.late_hours:.2f}" if r.late_hours else "0",
+               "late_penalty": f"{r.late_penalty:g}", "reason": r.reason}
         row.update({cell: ("" if pts is None else f"{pts:g}") for cell, pts in r.cells.items()})
         rows[(r.student, r.assignment)] = row
     fixed = ["student", "assignment", "status", "score", "max_score", "auto_score", "auto_max",
-             "manual_score", "manual_max", "manual_pending", "reason"]
+             "manual_score", "manual_max", "manual_pending", "submitted_at", "late_hours", "late_penalty", "reason"]
     extra = sorted({k for row in rows.values() for k in row} - set(fixed))
     tmp = GRADES_CSV.with_suffix(".csv.tmp")
     with tmp.open("w", newline="") as fh:
@@ -599,6 +624,12 @@ def main(argv: list[str] | None = None) -> int:
     if not found:
         print(f"no submissions found in {args.submissions}", *notes, sep="\n")
         return 1
+    import deadlines
+
+    try:
+        term = deadlines.load()
+    except ValueError as err:
+        parser.error(str(err))
     COURSE.mkdir(parents=True, exist_ok=True)
     from progress import Progress
 
@@ -634,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
             findings = tampering_findings(student, asg)
             if findings and res.status == "graded":
                 res = flag(res, findings, keep_score=(REPO / "solutions" / asg / "hidden_tests.py").is_file())
+            apply_deadline(res, term)
             pending = f", {res.manual_pending:g} to grade by hand" if res.manual_pending else ""
             progress.update(student, asg, res.status, f"{res.auto_score:g}/{res.auto_max:g} auto{pending}",
                             time.monotonic() - t0)

@@ -124,8 +124,11 @@ def refresh(students: list[tuple[str, str]]) -> None:
         if res is None:
             raise SystemExit(f"{student} has no graded submission of {asg} in the gradebook")
         old = rows.get((student, asg))
-        if old:
+        if old:  # what grading decided besides the points: status, reason and lateness stay
             res.status, res.reason = old["status"], old["reason"]
+            res.submitted_at = old.get("submitted_at", "")
+            res.late_hours = float(old.get("late_hours") or 0)
+            res.late_penalty = float(old.get("late_penalty") or 0)
         results.append(res)
     grade.write_csv(results)
     for asg in sorted({a for _, a in students}):

@@ -30,7 +30,7 @@ from grade import student_id  # noqa: E402
 pytestmark = pytest.mark.slow
 
 META = {"student", "assignment", "status", "score", "max_score", "auto_score", "auto_max", "manual_score",
-        "manual_max", "manual_pending", "reason"}
+        "manual_max", "manual_pending", "submitted_at", "late_hours", "late_penalty", "reason"}
 
 
 def grade(course: Path, submissions: Path, asg: str | None = None, *extra: str) -> dict[tuple[str, str], dict[str, str]]:

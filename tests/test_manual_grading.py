@@ -11,6 +11,7 @@ scored 0 for it by nbgrader and has a final score at once.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import os
 import shutil
 import subprocess
@@ -77,6 +78,11 @@ def test_written_answer_from_autograde_to_final_score(course_copy, tmp_path):
             cell.source = "My own answer, in my own words."
     nbformat.write(alice_nb, subs / "alice" / f"{ASG}.ipynb")
     shutil.copy(release, subs / "bob" / f"{ASG}.ipynb")
+    # a term: due yesterday, 10% of the maximum per started day late; bob has a long extension
+    due = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=30)).isoformat(timespec="seconds")
+    (course_copy / "autograder" / "term.toml").write_text(
+        f'[late_policy]\nmethod = "per_day"\npenalty = 0.1\n\n[due]\n"{ASG}" = "{due}"\n\n'
+        f'[extensions."{ASG}"]\nbob = "30d"\n')
     run = _run(course_copy, "autograder/grade.py", str(subs), "--assignment", ASG, "--similarity", "off")
     # not a terminal: one line per student with the count, the rate and the time left, then a summary
     assert "[1/2] alice" in run.stdout and "[2/2] bob" in run.stdout and "ETA" in run.stdout, run.stdout[-2000:]
@@ -84,6 +90,10 @@ def test_written_answer_from_autograde_to_final_score(course_copy, tmp_path):
 
     rows = _rows(course_copy)
     alice, bob = rows["alice"], rows["bob"]
+    # alice is 30 h late: two started days, 20% of the maximum off her final score; bob is not late
+    assert 29.9 < float(alice["late_hours"]) < 31 and float(alice["late_penalty"]) == 0.2 * float(alice["max_score"]), alice
+    assert "late by" in alice["reason"] and alice["submitted_at"].endswith("UTC"), alice
+    assert (float(bob["late_hours"]), float(bob["late_penalty"])) == (0, 0), bob
     # alice answered: the machine's points are in, the written answer waits, no final score yet
     assert float(alice["auto_score"]) == float(alice["auto_max"]) > 0, alice
     total_written = 2 + sum(existing.values())
@@ -113,7 +123,9 @@ def test_written_answer_from_autograde_to_final_score(course_copy, tmp_path):
     for gid, pts in existing.items():  # grade the assignment's own written answers: full marks
         _run(course_copy, "autograder/manual.py", "set", "alice", ASG, gid, str(pts))
     alice = _rows(course_copy)["alice"]
-    assert float(alice["manual_pending"]) == 0 and float(alice["score"]) == float(alice["auto_max"]) + 1.5 + sum(existing.values()), alice
+    total = float(alice["auto_max"]) + 1.5 + sum(existing.values())
+    assert float(alice["manual_pending"]) == 0 and float(alice["score"]) == total - 0.2 * float(alice["max_score"]), (
+        f"the final score is the total less the late penalty: {alice}")
     assert alice["status"] == "graded", alice
     page = feedback.read_text()
     assert "names the Jacobian factor" in page and "say why |a|" in page and "1.5 / 2" in page, (
