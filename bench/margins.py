@@ -144,7 +144,7 @@ def main(argv=None) -> int:
         import re
 
         kept = [ln for ln in args.out.read_text().splitlines()
-                if (m := re.match(r"\| `([^`]+)` \|", ln)) and m.group(1) not in names and m.group(1) in registry]
+                if (m := re.match(r"\| `([^`]+)` \|", ln)) and m.group(1) not in names]
         lines = sorted(kept + lines)
     if not args.only and not args.recompute:  # a full measurement: every row is from this run
         stored.pop("_remeasured", None)
@@ -153,7 +153,10 @@ def main(argv=None) -> int:
         header[9] += " Re-measured later (`--only`): " + ", ".join(f"{n} ({w})" for n, w in sorted(later.items())) + "."
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.out == OUT:
-        VALUES.write_text(json.dumps({k: stored[k] for k in sorted(stored) if k in registry or k.startswith("_")}, indent=1) + "\n")
+        # A full run drops experiments that no longer exist; an --only run keeps every other row
+        # (another run may have measured an experiment this process did not import).
+        keep = (lambda k: True) if args.only else (lambda k: k in registry or k.startswith("_"))
+        VALUES.write_text(json.dumps({k: stored[k] for k in sorted(stored) if keep(k)}, indent=1) + "\n")
     args.out.write_text("\n".join(header + lines) + "\n")
     fcntl.flock(lock, fcntl.LOCK_UN)
     lock.close()
