@@ -31,6 +31,10 @@ STUB = [
 #: time limit per test cell in seconds (default: FLOWLIB_CELL_TIMEOUT, 120)
 TIMEOUTS: dict[str, float] = {}
 
+#: the solution cells each slow (training) test runs: tests/run_mutants.py skips it for a mutant of
+#: any other cell (grading always runs every test)
+USES: dict[str, list[str]] = {"test_fit_cdf_flow": ["mixture_cdf", "cdf_flow_nll", "fit_cdf_flow"]}
+
 
 # ------------------------------------------------------------------------- Exercise 1
 def test_affine_log_prob(student, seed):
@@ -370,3 +374,120 @@ def test_fit_cdf_flow(student, seed):
     got = _held_out_nll(x_test, params)
     if not got < target + 0.08:
         raise AssertionError(f"{what}: held-out NLL {got:.4f} nats, the true density gets {target:.4f} (allowed: 0.08 more)")
+
+
+# ------------------------------------------------------------------------- Exercise 6
+def _squared_normal_oracle(x, mu, sigma):
+    """log p(x) of x = z^2, z ~ N(mu, sigma^2), for x > 0, in the grader's own closed form:
+    with y = x / sigma^2 a noncentral chi-square with one degree of freedom and noncentrality
+    mu^2 / sigma^2, p(x) = exp(-(x + mu^2) / (2 sigma^2)) cosh(mu sqrt(x) / sigma^2) / (sigma sqrt(2 pi x)).
+    log cosh(a) = |a| + log1p(exp(-2 |a|)) - log 2 keeps it finite for any a."""
+    a = (mu * x.sqrt() / sigma**2).abs()
+    log_cosh = a + torch.log1p(torch.exp(-2 * a)) - math.log(2.0)
+    return -torch.log(sigma) - 0.5 * torch.log(2 * math.pi * x) - (x + mu**2) / (2 * sigma**2) + log_cosh
+
+
+def _squared(student, what, x, mu, sigma, shape):
+    return tensor(student.call("squared_normal_log_prob", x, mu, sigma), what, shape=shape, dtype=x.dtype)
+
+
+def test_squared_normal_log_prob(student, seed):
+    # the visible cases: float32 at mu = 0.5, sigma = 2, the edges, and float64 at mu = sigma = 1
+    what = "squared_normal_log_prob(float32 [2.25, -1, 0], mu=0.5, sigma=2.0)"
+    lp = _squared(student, what, torch.tensor([2.25, -1.0, 0.0]), 0.5, 2.0, (3,))
+    close(lp[:1], _squared_normal_oracle(torch.tensor([2.25], dtype=F64), torch.tensor(0.5, dtype=F64),
+                                         torch.tensor(2.0, dtype=F64)), 1e-5, what + " at x = 2.25")
+    if not (lp[1].item() == -math.inf and lp[2].item() == math.inf):
+        raise AssertionError(f"{what}: expected -inf at x = -1 and +inf at x = 0, got {lp[1].item()} and {lp[2].item()}")
+
+    gen = generator(seed, 808)
+    # elementwise parameters over a wide range of x (1e-4 to 1e4), float64
+    x = torch.exp(2.5 * torch.randn(60, 5, generator=gen, dtype=F64)).clamp(1e-4, 1e4)
+    mu = 2.0 * torch.randn(1, 5, generator=gen, dtype=F64)
+    sigma = torch.exp(0.6 * torch.randn(60, 1, generator=gen, dtype=F64))
+    ref = _squared_normal_oracle(x, mu, sigma)
+    what = "squared_normal_log_prob(float64 (60, 5), mu float64 (1, 5), sigma float64 (60, 1))"
+    got = _squared(student, what, x, mu, sigma, (60, 5))
+    finite(got, what)
+    close(got, ref, 1e-10, what + ", relative to 1 + |log p|", relative=True)
+
+    # Python-number parameters (negative mu included) on a grid of x
+    xs = torch.linspace(0.01, 9.0, 40, dtype=F64)
+    for m, s in ((-1.5, 0.7), (0.0, 1.0), (3.0, 0.4)):
+        what = f"squared_normal_log_prob(float64 (40,), mu={m}, sigma={s})"
+        got = _squared(student, what, xs, m, s, (40,))
+        close(got, _squared_normal_oracle(xs, torch.tensor(m, dtype=F64), torch.tensor(s, dtype=F64)), 1e-10,
+              what + ", relative to 1 + |log p|", relative=True)
+    # the density integrates to P(a < x < b) = P(sqrt a < |z| < sqrt b): the grader's own check of the whole formula
+    m, s = 0.8, 1.3
+    grid = torch.linspace(1.0, 9.0, 40001, dtype=F64)
+    what = f"squared_normal_log_prob(float64 grid on [1, 9], mu={m}, sigma={s})"
+    mass = torch.trapezoid(_squared(student, what, grid, m, s, grid.shape).exp(), grid).item()
+    Phi = lambda t: torch.special.ndtr(torch.tensor(t, dtype=F64)).item()  # noqa: E731
+    exact = Phi((3.0 - m) / s) - Phi((1.0 - m) / s) + Phi((-1.0 - m) / s) - Phi((-3.0 - m) / s)
+    if not abs(mass - exact) < 1e-6:
+        raise AssertionError(f"{what}: the density integrates to {mass:.8f} on [1, 9], but P(1 < |z| < 3) = {exact:.8f} "
+                             "(tolerance 1e-6; are both preimages counted, each with its 1 / |dx/dz|?)")
+
+    # broadcasting (4, 1) against (3,)
+    what = "squared_normal_log_prob(float64 (4, 1), mu=[0, 1, -2], sigma=1.5)"
+    x41 = torch.tensor([[0.5], [1.0], [2.0], [7.0]], dtype=F64)
+    mu3 = torch.tensor([0.0, 1.0, -2.0], dtype=F64)
+    got = _squared(student, what, x41, mu3, 1.5, (4, 3))
+    close(got, _squared_normal_oracle(x41, mu3, torch.tensor(1.5, dtype=F64)), 1e-10, what, relative=True)
+
+    # the edges and the far tail (float32: the Gaussian densities underflow, their logs do not)
+    what = "squared_normal_log_prob(float32 [-3, -1e-6, 0, 1e4, 2.5e3], mu=0.0, sigma=1.0)"
+    xe = torch.tensor([-3.0, -1e-6, 0.0, 1e4, 2.5e3])
+    ge = _squared(student, what, xe, 0.0, 1.0, (5,))
+    if not (ge[0].item() == -math.inf and ge[1].item() == -math.inf and ge[2].item() == math.inf):
+        raise AssertionError(f"{what}: expected [-inf, -inf, +inf] at x = -3, -1e-6, 0, got {ge[:3].tolist()}")
+    finite(ge[3:], what + " in the far tail x = 1e4, 2.5e3 (work in log space)")
+    close(ge[3:], _squared_normal_oracle(xe[3:].double(), torch.tensor(0.0, dtype=F64), torch.tensor(1.0, dtype=F64)),
+          1e-6, what + " in the far tail, relative to 1 + |log p|", relative=True)
+    what = "squared_normal_log_prob(float64 [1e4, 400], mu=3.0, sigma=0.5)"
+    xt = torch.tensor([1e4, 400.0], dtype=F64)
+    gt = _squared(student, what, xt, 3.0, 0.5, (2,))
+    finite(gt, what + " (work in log space)")
+    close(gt, _squared_normal_oracle(xt, torch.tensor(3.0, dtype=F64), torch.tensor(0.5, dtype=F64)), 1e-10, what, relative=True)
+
+    # float32 inputs keep float32
+    what = "squared_normal_log_prob(float32 (60, 5), mu float32 (1, 5), sigma float32 (60, 1))"
+    got32 = _squared(student, what, x.float(), mu.float(), sigma.float(), (60, 5))
+    close(got32, ref, 1e-5, what + ", relative to 1 + |log p|", relative=True)
+
+    # gradients in x, mu and sigma, with x <= 0 entries in the batch, against autograd of the closed form
+    xg = x[:20].clone()
+    xg[0, :3] = torch.tensor([-2.0, 0.0, -1e-3], dtype=F64)
+    mg, sg = mu.clone(), sigma[:20].clone()
+    cot = torch.randn(20, 5, generator=gen, dtype=F64)
+    what = "squared_normal_log_prob(float64 (20, 5) with x <= 0 entries, mu (1, 5), sigma (20, 1))"
+    _, grads = student.call_grad("squared_normal_log_prob", (xg, mg, sg), wrt=(0, 1, 2), cotangents=[cot])
+    pos = xg > 0
+    xr, mr, sr = (t.clone().requires_grad_(True) for t in (xg, mg, sg))
+    ref_val = _squared_normal_oracle(torch.where(pos, xr, torch.ones_like(xr)), mr, sr)
+    ref_grads = torch.autograd.grad((ref_val * cot * pos).sum(), (xr, mr, sr))
+    for label, g, r in zip(("x", "mu", "sigma"), grads, ref_grads):
+        if g is None:
+            raise AssertionError(f"{what}: no gradient with respect to {label} (is the result differentiable in it?)")
+        tensor(g, f"{what}: d/d{label}", shape=r.shape)
+        finite(g, f"{what}: d/d{label} (a NaN from the discarded branch of a torch.where?)")
+        close(g, r, 1e-8 * (1 + r.abs().max().item()), f"{what}: d/d{label} against autograd of the closed form, relative to 1 + max|grad|")
+
+    # raises
+    student.raises(ValueError, "squared_normal_log_prob", xs, 0.0, 0.0)
+    student.raises(ValueError, "squared_normal_log_prob", xs[:3], 1.0, torch.tensor([1.0, -0.5, 2.0], dtype=F64))
+
+
+# ------------------------------------------------------------------------- Exercise 7
+def test_tanh_normal_derivation(student, seed):
+    what = "TANH_NORMAL_LOG_DENSITY_AT_HALF"
+    got = student.value("TANH_NORMAL_LOG_DENSITY_AT_HALF")
+    if isinstance(got, bool) or not isinstance(got, (int, float)):
+        raise AssertionError(f"{what} must be a Python number, got {type(got).__name__}")
+    # x = tanh(z): z = artanh(1/2) = log(3) / 2 and dz/dx = 1 / (1 - x^2) = 4 / 3 at x = 1/2
+    z = 0.5 * math.log(3.0)
+    exact = -0.5 * z**2 - 0.5 * math.log(2 * math.pi) + math.log(4.0 / 3.0)
+    if not abs(got - exact) <= 1e-6:
+        raise AssertionError(f"{what} = {got!r} is off by {abs(got - exact):.3e} (tolerance 1e-6): "
+                             "check the point z = f(1/2) and the factor |f'(1/2)|")

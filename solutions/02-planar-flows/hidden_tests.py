@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from flowlib.energies import TEST_ENERGIES
 from flowlib.planar import Planar
 from flowlib.testing import jacobian_log_det
-from probe.checks import close, finite, generator, tensor
+from probe.checks import close, finite, generator, sequence, tensor
 
 F64, F32 = torch.float64, torch.float32
 
@@ -27,6 +27,10 @@ STUB = ["flowlib.planar.Planar", "flowlib.planar.planar_flow", "flowlib.energies
 
 #: time limit per test cell in seconds (default: FLOWLIB_CELL_TIMEOUT, 120)
 TIMEOUTS: dict[str, float] = {}
+
+#: the solution cells each slow (training) test runs: tests/run_mutants.py skips it for a mutant of
+#: any other cell (grading always runs every test)
+USES: dict[str, list[str]] = {"test_fit_planar_flow": ["planar_u_hat", "planar_map", "planar_log_det", "planar_reverse_kl", "fit_planar_flow"]}
 
 
 def _define(student, source: str) -> None:
@@ -342,3 +346,172 @@ def test_planar_reverse_kl(student, seed):
     if not got[-1].item() > -0.05:
         raise AssertionError(f"planar_reverse_kl(float64 (200, 5), 4 layers, target log N(0, I)) = {got[-1].item():.4f}: "
                              "against a normalised target the loss is a KL divergence, >= 0 (allowed: -0.05 for Monte-Carlo error)")
+
+
+# ------------------------------------------------------------------------- Exercise 5
+def _radial_map(z, z0, alpha, beta):
+    """The grader's radial map (plain torch), differentiated by autograd for the oracle."""
+    diff = z - z0
+    return z + beta * diff / (alpha + torch.linalg.vector_norm(diff, dim=-1, keepdim=True))
+
+
+def _radial_slogdet(z, z0, alpha, beta, create_graph=False):
+    """log|det dx/dz| of the grader's radial map, row by row, by slogdet of the autograd Jacobian."""
+    rows = []
+    for zi in z:
+        jac = torch.autograd.functional.jacobian(lambda v: _radial_map(v, z0, alpha, beta), zi, create_graph=create_graph)
+        rows.append(torch.linalg.slogdet(jac)[1])
+    return torch.stack(rows)
+
+
+def _radial(student, what, z, z0, alpha, beta):
+    out = sequence(student.call("radial_flow", z, z0, alpha, beta), 2, what + ": return (x, log_det)")
+    x = tensor(out[0], what + ", x", shape=z.shape, dtype=z.dtype)
+    ld = tensor(out[1], what + ", log_det", shape=z.shape[:1], dtype=z.dtype)
+    return x, ld
+
+
+def test_radial_flow(student, seed):
+    # the visible cases: D = 2 at z = [1, 0] and at z = z0, float32; D = 3 at z = z0, float64
+    what = "radial_flow(float32 [[1, 0], [0, 0]], z0=0, alpha=1.0, beta=1.0)"
+    x, ld = _radial(student, what, torch.tensor([[1.0, 0.0], [0.0, 0.0]]), torch.zeros(2), 1.0, 1.0)
+    close(x[:1], torch.tensor([[1.5, 0.0]], dtype=F64), 1e-6, what + ", x[0]")
+    close(ld[1:], torch.tensor([2 * math.log(2.0)], dtype=F64), 1e-5, what + ", log_det at z = z0 (2 log 2)")
+
+    gen = generator(seed, 606)
+    cases = []
+    for D, beta_kind in ((1, "positive"), (2, "negative"), (3, "positive"), (5, "near -alpha"), (2, "-alpha exactly")):
+        z0 = torch.randn(D, generator=gen, dtype=F64)
+        z = z0 + 1.5 * torch.randn(24, D, generator=gen, dtype=F64)
+        if beta_kind != "-alpha exactly":          # (there the determinant vanishes at the centre)
+            z[0] = z0                               # the centre itself: the limit r -> 0
+        z[1] = z0 + 1e6 / math.sqrt(D)              # far away: the layer is the identity there
+        alpha = math.exp(0.5 * torch.randn((), generator=gen, dtype=F64).item())
+        beta = {"positive": 3.0 * torch.rand((), generator=gen, dtype=F64).item(),
+                "negative": -alpha * torch.rand((), generator=gen, dtype=F64).item(),
+                "near -alpha": -alpha * (1 - 1e-3), "-alpha exactly": -alpha}[beta_kind]
+        cases.append((z, z0, alpha, beta, f"D = {D}, beta {beta_kind}"))
+    for z, z0, alpha, beta, label in cases:
+        N, D = z.shape
+        what = f"radial_flow(float64 ({N}, {D}), z0 float64 ({D},), alpha={alpha:.4f}, beta={beta:.4f}) [{label}]"
+        x, ld = _radial(student, what, z, z0, alpha, beta)
+        close(x, _radial_map(z, z0, alpha, beta), 1e-9, what + ", x (relative to 1 + |x|)", relative=True)
+        finite(ld, what + ", log_det (rows with z = z0 included: divide by r nowhere)")
+        # slogdet of the autograd Jacobian at the points off the centre, the limit r -> 0 at the centre
+        auto = _radial_slogdet(z[1:], z0, alpha, beta).detach()
+        close(ld[1:], auto, 1e-8, what + ", log_det against slogdet of the autograd Jacobian")
+        if bool((z[0] == z0).all()):
+            limit = torch.tensor([D * math.log1p(beta / alpha)], dtype=F64)
+            close(ld[:1], limit, 1e-9, what + f", log_det at z = z0: the Jacobian there is (1 + beta / alpha) I, D log(1 + beta/alpha)")
+
+    # 0-dim tensor parameters, float32
+    z, z0, alpha, beta, label = cases[2]
+    what = "radial_flow(float32 (24, 3), z0 float32 (3,), alpha and beta float32 0-dim tensors)"
+    x32, ld32 = _radial(student, what, z[2:].float(), z0.float(), torch.tensor(alpha), torch.tensor(beta))
+    close(x32, _radial_map(z[2:], z0, alpha, beta), 1e-5, what + ", x against float64 (relative)", relative=True)
+    close(ld32, _radial_slogdet(z[2:], z0, alpha, beta).detach(), 1e-5, what + ", log_det against float64")
+
+    # gradients in z, z0, alpha and beta (0-dim tensors), random cotangents for x and log_det
+    for z, z0, alpha, beta, label in (cases[1], cases[3]):
+        zz = z[2:14]
+        N, D = zz.shape
+        a_t, b_t = torch.tensor(alpha, dtype=F64), torch.tensor(beta, dtype=F64)
+        cot_x, cot_ld = torch.randn(N, D, generator=gen, dtype=F64), torch.randn(N, generator=gen, dtype=F64)
+        what = f"radial_flow(float64 ({N}, {D}), z0, alpha, beta float64 0-dim) with autograd [{label}]"
+        _, grads = student.call_grad("radial_flow", (zz, z0, a_t, b_t), wrt=(0, 1, 2, 3), cotangents=[cot_x, cot_ld])
+        leaves = [t.clone().requires_grad_(True) for t in (zz, z0, a_t, b_t)]
+        obj = (cot_x * _radial_map(*leaves)).sum() + (cot_ld * _radial_slogdet(*leaves, create_graph=True)).sum()
+        ref_grads = torch.autograd.grad(obj, leaves)
+        for name, g, r in zip(("z", "z0", "alpha", "beta"), grads, ref_grads):
+            if g is None:
+                raise AssertionError(f"{what}: no gradient with respect to {name} (is it detached?)")
+            tensor(g, f"{what}: d/d{name}", shape=r.shape)
+            close(g, r, 1e-7 * (1 + r.abs().max().item()), f"{what}: d/d{name} against autograd of slogdet, relative to 1 + max|grad|")
+
+    # the invertibility condition
+    z, z0 = cases[2][0][:4], cases[2][1]
+    for alpha, beta in ((0.0, 1.0), (-0.5, 2.0), (1.0, -1.0001), (2.0, -3.0)):
+        student.raises(ValueError, "radial_flow", z, z0, alpha, beta)
+    student.raises(ValueError, "radial_flow", z, z0, torch.tensor(1.5, dtype=F64), torch.tensor(-1.6, dtype=F64))
+
+
+# ------------------------------------------------------------------------- Exercise 6
+def test_radial_inverse_radius(student, seed):
+    gen = generator(seed, 707)
+    for alpha, beta in ((1.0, 2.0), (0.3, -0.3), (2.5, -1.0), (0.05, 40.0), (4.0, 0.0)):
+        # the radii the grader starts from, and where the forward map sends them
+        r = torch.cat([torch.zeros(1, dtype=F64), torch.exp(3 * torch.randn(199, generator=gen, dtype=F64))]).reshape(10, 20)
+        r_out = r * (1 + beta / (alpha + r))
+        what = f"radial_inverse_radius(float64 (10, 20), alpha={alpha}, beta={beta})"
+        got = tensor(student.call("radial_inverse_radius", r_out, alpha, beta), what, shape=(10, 20), dtype=F64)
+        err = ((got - r).abs() / (1 + r)).max().item()
+        if not err <= 1e-9:
+            raise AssertionError(f"{what}: the radius r with r (1 + beta / (alpha + r)) = r_out is off by {err:.3e} "
+                                 "relative to 1 + r, tolerance 1e-9")
+    # the number: alpha = 1, beta = 2, r' = 3 gives r^2 + (1 + 2 - 3) r - 3 = 0, so r = sqrt(3)
+    got = student.value("RADIAL_INVERSE_RADIUS_AT_3")
+    if isinstance(got, bool) or not isinstance(got, (int, float)):
+        raise AssertionError(f"RADIAL_INVERSE_RADIUS_AT_3 must be a Python number, got {type(got).__name__}")
+    if not abs(got - math.sqrt(3.0)) <= 1e-9:
+        raise AssertionError(f"RADIAL_INVERSE_RADIUS_AT_3 = {got!r} is off by {abs(got - math.sqrt(3.0)):.3e} (tolerance 1e-9): "
+                             "the point must satisfy r (1 + beta / (alpha + r)) = 3 with alpha = 1, beta = 2")
+    what = "radial_inverse_radius(float32 (5,), alpha=1.0, beta=2.0)"
+    r = torch.tensor([0.0, 0.5, 1.0, 3.0, 10.0], dtype=F64)
+    got = tensor(student.call("radial_inverse_radius", (r * (1 + 2.0 / (1.0 + r))).float(), 1.0, 2.0), what, shape=(5,), dtype=F32)
+    close(got, r, 1e-5, what + " (relative)", relative=True)
+
+
+# ------------------------------------------------------------------------- Exercise 7
+_FIT_HELPERS = '''
+def _grader_fit_planar_on(name, **kwargs):
+    """fit_planar_flow on one of flowlib's test energies (the grader cannot send a function's code)."""
+    import flowlib.energies
+    return fit_planar_flow(flowlib.energies.TEST_ENERGIES[name], **kwargs)
+'''
+
+
+def _log_z(log_density, n=801, half_width=5.0):
+    axis = torch.linspace(-half_width, half_width, n, dtype=F64)
+    vals = log_density(torch.cartesian_prod(axis, axis)).exp().reshape(n, n)
+    return math.log(torch.trapezoid(torch.trapezoid(vals, axis, dim=1), axis).item())
+
+
+def held_out_kl(params, log_target, z0):
+    """KL(q || p) of the planar stack ``params`` (raw (u, w, b), constrained here as in the paper),
+    estimated on the base samples ``z0`` with log Z by grid integration."""
+    with torch.no_grad():
+        z, log_q = z0, _std_normal(z0)
+        for u, w, b in params:
+            u, w, b = u.to(F64), w.to(F64), b.to(F64)
+            wu = torch.dot(w, u)
+            u_hat = u + (-1 + F.softplus(wu) - wu) * w / torch.dot(w, w)
+            h = torch.tanh(z @ w + b)
+            log_q = log_q - torch.log(torch.abs(1 + (1 - h**2) * torch.dot(u_hat, w)))
+            z = z + h[:, None] * u_hat
+        return (log_q - log_target(z)).mean().item() + _log_z(log_target)
+
+
+def test_fit_planar_flow(student, seed):
+    # threshold: bench/outcome-margins.md (nb02_fit_planar_ring: the reference 0.70 to 0.79 over 8 seeds, K = 1 1.02 and more)
+    _define(student, _FIT_HELPERS)
+    K = 8
+    what = f"fit_planar_flow(U1, K={K}, steps=400, n=256)"
+    student.seed(seed)
+    try:
+        params = student.call("_grader_fit_planar_on", "U1", K=K, steps=400, n=256)
+    except AssertionError as exc:  # say the student's call, not the helper's
+        raise AssertionError(f"{what}: {exc}") from None
+    if not isinstance(params, (list, tuple)) or len(params) != K:
+        raise AssertionError(f"{what}: return a list of K = {K} tuples (u, w, b), got {type(params).__name__}")
+    for k, layer in enumerate(params):
+        layer = sequence(layer, 3, f"{what}, layer {k}")
+        for name, t, shape in zip("uwb", layer, ((2,), (2,), ())):
+            tensor(t, f"{what}, layer {k}, {name}", shape=shape, dtype=F32)
+            finite(t, f"{what}, layer {k}, {name}")
+            if t.probe_requires_grad:
+                raise AssertionError(f"{what}, layer {k}, {name}: return detached tensors")
+    # held-out base samples drawn here; the KL is measured with the grader's own stack
+    z0 = torch.randn(20000, 2, generator=generator(seed, 717), dtype=F64)
+    kl = held_out_kl(params, TEST_ENERGIES["U1"], z0)
+    if not kl < 0.88:
+        raise AssertionError(f"{what}: KL(q || p) = {kl:.4f} nats on 20000 base samples drawn by the grader, needs < 0.88")

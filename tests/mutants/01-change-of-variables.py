@@ -106,4 +106,91 @@ MUTANTS = [
         "replace": "pass",
         "loses": ["test_fit_cdf_flow"],
     },
+    # Exercise 6: squared_normal_log_prob (a map that is not one-to-one)
+    {
+        "name": "squared-one-preimage-only",
+        "cell": "squared_normal_log_prob",
+        "find": "torch.logaddexp(right, left)",
+        "replace": "right",
+        "loses": ["test_squared_normal_log_prob"],
+    },
+    {
+        "name": "squared-missing-jacobian",
+        "cell": "squared_normal_log_prob",
+        "find": " - math.log(2.0) - torch.log(root)",
+        "replace": "",
+        "loses": ["test_squared_normal_log_prob"],
+    },
+    {
+        # right except in the far tail, where both Gaussian densities underflow
+        "name": "squared-sum-of-densities-not-in-log-space",
+        "cell": "squared_normal_log_prob",
+        "find": "torch.logaddexp(right, left)",
+        "replace": "torch.log(right.exp() + left.exp())",
+        "loses": ["test_squared_normal_log_prob"],
+    },
+    {
+        # right values, NaN gradients from the branch that torch.where discards
+        "name": "squared-nan-in-discarded-branch",
+        "cell": "squared_normal_log_prob",
+        "find": "root = torch.sqrt(torch.where(positive, x, torch.ones_like(x)))",
+        "replace": "root = torch.sqrt(x)",
+        "loses": ["test_squared_normal_log_prob"],
+    },
+    {
+        "name": "squared-accepts-negative-sigma",
+        "cell": "squared_normal_log_prob",
+        "find": "if (sigma <= 0).any():",
+        "replace": "if (sigma == 0).all():",
+        "loses": ["test_squared_normal_log_prob"],
+    },
+    {
+        "name": "squared-zero-gives-minus-inf",
+        "cell": "squared_normal_log_prob",
+        "find": ".masked_fill(x == 0, math.inf)",
+        "replace": "",
+        "loses": ["test_squared_normal_log_prob"],
+    },
+    # Exercise 7: the tanh derivation
+    {
+        "name": "tanh-derivation-log-det-with-wrong-sign",
+        "cell": "tanh_normal_derivation",
+        "find": "+ math.log(4 / 3)",
+        "replace": "- math.log(4 / 3)",
+        "loses": ["test_tanh_normal_derivation"],
+    },
+    {
+        "name": "tanh-derivation-evaluated-at-x-not-z",
+        "cell": "tanh_normal_derivation",
+        "find": "-math.log(3) ** 2 / 8",
+        "replace": "-0.5 ** 2 / 2",
+        "loses": ["test_tanh_normal_derivation"],
+    },
+    {
+        "name": "tanh-derivation-as-a-tensor",
+        "cell": "tanh_normal_derivation",
+        "find": "TANH_NORMAL_LOG_DENSITY_AT_HALF = ",
+        "replace": "TANH_NORMAL_LOG_DENSITY_AT_HALF = torch.tensor(0.0) + ",
+        "loses": ["test_tanh_normal_derivation"],
+    },
+    # a correct solution in another style: the sum of the two densities, computed with
+    # torch.distributions, a clamp for the discarded branch, and explicit edge handling
+    {
+        "name": "squared-correct-other-style",
+        "cell": "squared_normal_log_prob",
+        "find": "    mu = torch.as_tensor(mu, dtype=x.dtype, device=x.device)\n",
+        "replace": (
+            "    mu = torch.as_tensor(mu, dtype=x.dtype, device=x.device)\n"
+            "    sigma_t = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)\n"
+            "    if not bool((sigma_t > 0).all()):\n"
+            "        raise ValueError('sigma must be > 0')\n"
+            "    s = torch.clamp(x, min=1e-300).sqrt()\n"
+            "    normal = torch.distributions.Normal(mu, sigma_t)\n"
+            "    both = torch.stack(torch.broadcast_tensors(normal.log_prob(s), normal.log_prob(-s)))\n"
+            "    out = both.logsumexp(0) - torch.log(2 * s)\n"
+            "    out = torch.where(x > 0, out, torch.where(x < 0, float('-inf'), float('inf')))\n"
+            "    return out\n"
+        ),
+        "loses": [],
+    },
 ]
