@@ -27,7 +27,8 @@ from flowlib.dequantization import LogitTransform
 from flowlib.dequantization import dequantized_bits_per_dim as reference_bpd
 from flowlib.dequantization import dequantized_log_likelihood as reference_ll
 from flowlib.dequantization import uniform_dequantize
-from probe.checks import case, close, generator, sequence, tensor
+from probe import wire
+from probe.checks import case, close, finite, generator, sequence, tensor
 
 F64, F32 = torch.float64, torch.float32
 
@@ -40,6 +41,11 @@ STUB = [
 
 #: time limit per test cell in seconds (default: FLOWLIB_CELL_TIMEOUT, 120)
 TIMEOUTS: dict[str, float] = {}
+
+#: the solution cells each slow (training) test runs: tests/run_mutants.py skips it for a mutant of
+#: any other cell (grading always runs every test)
+USES: dict[str, list[str]] = {"test_fit_discrete_flow": ["dequantize", "logit_transform", "bits_per_dim", "dequantized_log_likelihood",
+                                    "dequantized_bits_per_dim", "fit_discrete_flow"]}
 
 #: helpers defined in the student's process (names start with ``_grader_``): they only build the
 #: inputs the student's functions receive (generators, dtypes, flowlib models, a torch.Size) or
@@ -416,3 +422,224 @@ def test_dequantized_bits_per_dim(student, seed):
     if not 0 < one.item() < 2 * math.log2(17) + 5:
         raise AssertionError(f"{what} = {one.item():.4g}: expected a positive number of bits per dimension below "
                              f"{2 * math.log2(17) + 5:.3g}")
+
+
+# ------------------------------------------------------------------------- Exercise 6 (transfer)
+def _tilted_oracle(x, tilt, e, n_bins, log_density):
+    """The tilted bound computed here: u by the inverse CDF (expm1 / log1p), log q = -log du/de by
+    autograd of that map (no closed form of log q used), t = 0 entries uniform (u = e, log q = 0)."""
+    zero = tilt == 0
+    t = torch.where(zero, torch.ones_like(tilt), tilt)
+    e = e.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        u = torch.where(zero, e, torch.log1p(e * torch.expm1(t)) / t)
+        (du_de,) = torch.autograd.grad(u.sum(), e, create_graph=True)
+    log_q = torch.where(zero, torch.zeros_like(tilt), -torch.log(du_de))
+    y = (x.to(tilt.dtype) + u) / n_bins
+    return log_density(y) - log_q.sum(dim=1) - x.shape[1] * math.log(n_bins), y
+
+
+def _tilts(gen, shape, dtype=F64):
+    """Tilts spread over [-40, 40], with exact zeros, tiny ones and both ends in the first rows."""
+    t = 40 * (2 * torch.rand(shape, generator=gen, dtype=dtype) - 1)
+    t = torch.where(torch.rand(shape, generator=gen) < 0.5, t / 40 * 3, t)  # half of them moderate
+    t[0] = 0.0
+    t[1, 0], t[2, 0] = 1e-7, -1e-7
+    t[3, 0], t[4, 0] = 40.0, -40.0
+    return t
+
+
+def _gauss_log_density(center, prec):
+    """A correlated Gaussian log-density (unnormalised is fine), differentiable, any dtype."""
+    def f(y):
+        d = y - center.to(y.dtype)
+        return -0.5 * ((d @ prec.to(y.dtype)) * d).sum(dim=1)
+    return f
+
+
+def test_tilted_dequantized_log_likelihood(student, seed):
+    _define(student)
+    flat = lambda y: torch.zeros(y.shape[0], dtype=y.dtype)  # noqa: E731
+    # the visible cases: t = 0 is uniform dequantization; tilt 1 in float64
+    x = torch.tensor([[0, 3], [2, 1], [1, 1]])
+    what = "tilted_dequantized_log_likelihood(log p = 0, int64 (3, 2), 4, tilt float32 zeros (3, 2), generator seeded 0)"
+    ll = tensor(student.call("tilted_dequantized_log_likelihood", student.function(flat, name="log p = 0"), x, 4,
+                             torch.zeros(3, 2), generator=_student_generator(student, 0)), what, shape=(3,), dtype=F32)
+    close(ll, torch.full((3,), -2 * math.log(4)), 1e-5, what + ": t = 0 gives log q = 0, so -2 log 4")
+    what = "tilted_dequantized_log_likelihood(log p = 0, int64 [[2, 0]], 4, tilt float64 [[1, 1]], generator seeded 0)"
+    ll = tensor(student.call("tilted_dequantized_log_likelihood", student.function(flat, name="log p = 0"),
+                             torch.tensor([[2, 0]]), 4, torch.ones(1, 2, dtype=F64), generator=_student_generator(student, 0)),
+                what, shape=(1,), dtype=F64)
+    e = torch.rand((1, 2), generator=torch.Generator().manual_seed(0), dtype=F64)
+    ref, _ = _tilted_oracle(torch.tensor([[2, 0]]), torch.ones(1, 2, dtype=F64), e, 4, flat)
+    close(ll, ref, 1e-10, what + ": -log q_1(u_1) - log q_1(u_2) - 2 log 4")
+
+    # random levels and tilts over [-40, 40] (zeros, +-1e-7, +-40 included), a correlated Gaussian log p
+    gen = generator(seed, 61)
+    B, D, n = 40, 3, 8
+    xr = torch.randint(n, (B, D), generator=gen)
+    tilt = _tilts(gen, (B, D))
+    center = torch.rand(D, generator=gen, dtype=F64)
+    a = torch.randn(D, D, generator=gen, dtype=F64)
+    prec = a @ a.T + D * torch.eye(D, dtype=F64)
+    log_p = _gauss_log_density(center, prec)
+    e = torch.rand((B, D), generator=generator(seed, 62), dtype=F64)
+    ref, ref_y = _tilted_oracle(xr, tilt, e, n, log_p)
+    recording = student.function(log_p, name="a correlated Gaussian log p")
+    what = (f"tilted_dequantized_log_likelihood(a Gaussian log p, int64 ({B}, {D}), {n}, tilt float64 ({B}, {D}) in "
+            "[-40, 40] with zeros and +-1e-7, generator)")
+    got = tensor(student.call("tilted_dequantized_log_likelihood", recording, xr, n, tilt,
+                              generator=_student_generator(student, _number(seed, 62))), what, shape=(B,), dtype=F64)
+    if recording.calls != [((B, D), F64)]:
+        raise AssertionError(f"{what}: call log_density once, with y float64 ({B}, {D}) (tilt's dtype); got calls "
+                             f"{[(s, str(d).replace('torch.', '')) for s, d in recording.calls]}")
+    close(got[:1], ref[:1], 1e-10, what + ", example 0 (every tilt 0: the uniform case)")
+    close(got[1:3], ref[1:3], 1e-10, what + ", examples 1-2 (a tilt of +-1e-7: expm1 and log1p?)")
+    close(got[3:5], ref[3:5], 1e-10, what + ", examples 3-4 (a tilt of +-40)", relative=True)
+    close(got, ref, 1e-10, what + " (u = log(1 + e (e^t - 1)) / t, log q_t(u), -D log n)", relative=True)
+
+    # the optimal tilt for an exponential density closes the gap: the bound equals log P(x) for every draw
+    lam, ne = 3.0 + 4 * torch.rand((), generator=gen).item(), 4
+    def exp_density(y):
+        return (math.log(lam) - lam * y - math.log(-math.expm1(-lam))).sum(dim=1)
+    xe = torch.randint(ne, (200, 2), generator=gen)
+    k = xe.to(F64)
+    exact = (math.log(-math.expm1(-lam / ne)) - lam * k / ne - math.log(-math.expm1(-lam))).sum(dim=1)
+    what = (f"tilted_dequantized_log_likelihood(p(y) = {lam:.3f} e^(-{lam:.3f} y) / (1 - e^(-{lam:.3f})) per entry, "
+            f"int64 (200, 2), {ne}, tilt = -lam / n_bins everywhere, float64)")
+    got = tensor(student.call("tilted_dequantized_log_likelihood", student.function(exp_density, name="an exponential log p"),
+                              xe, ne, torch.full((200, 2), -lam / ne, dtype=F64),
+                              generator=_student_generator(student, _number(seed, 63))), what, shape=(200,), dtype=F64)
+    close(got, exact, 1e-9, what + ": with q equal to the model's density in each cell the bound is exact", relative=True)
+
+    # float32 keeps float32 (the noise drawn in float32)
+    t32 = tilt.float()
+    e32 = torch.rand((B, D), generator=generator(seed, 64), dtype=F32)
+    ref32, _ = _tilted_oracle(xr, t32.double(), e32.double(), n, log_p)
+    what = f"tilted_dequantized_log_likelihood(a Gaussian log p, int64 ({B}, {D}), {n}, tilt float32 ({B}, {D}), generator)"
+    got32 = tensor(student.call("tilted_dequantized_log_likelihood", student.function(log_p, name="a Gaussian log p"), xr, n,
+                                t32, generator=_student_generator(student, _number(seed, 64))), what, shape=(B,), dtype=F32)
+    close(got32, ref32, 1e-4, what + " (against float64 with the same float32 noise)", relative=True)
+
+    # the gradient with respect to the tilts (the dequantizer's training signal) and through log p's input
+    tg = torch.where(tilt.abs() < 0.05, torch.full_like(tilt, 0.05), tilt).clamp(-10, 10)
+    tg[0] = 0.3
+    cot = torch.randn(B, generator=gen, dtype=F64)
+    tg_ref = tg.clone().requires_grad_(True)
+    with torch.enable_grad():
+        ref_val, _ = _tilted_oracle(xr, tg_ref, e, n, log_p)
+        (ref_grad,) = torch.autograd.grad((ref_val * cot).sum(), tg_ref)
+    what = (f"tilted_dequantized_log_likelihood(a Gaussian log p, int64 ({B}, {D}), {n}, tilt float64 ({B}, {D}) "
+            "nonzero in [-10, 10], generator) with autograd")
+    value, grads = student.call_grad("tilted_dequantized_log_likelihood",
+                                     (student.function(log_p, name="a Gaussian log p", differentiable=True), xr, n, tg),
+                                     {"generator": _student_generator(student, _number(seed, 62))}, wrt=(3,), cotangents=[cot])
+    close(tensor(value, what, shape=(B,), dtype=F64), ref_val.detach(), 1e-10, what + ", value", relative=True)
+    if grads[0] is None:
+        raise AssertionError(f"{what}: the bound does not depend on tilt by autograd (is something detached?)")
+    close(tensor(grads[0], what + ": d bound / d tilt", shape=(B, D), dtype=F64), ref_grad, 1e-9,
+          what + ": d bound / d tilt against autograd of the bound (u and log q both depend on t)", relative=True)
+    # t = 0 exactly: a finite gradient
+    what = "tilted_dequantized_log_likelihood(log p = 0, int64 (4, 2), 4, tilt float64 zeros (4, 2)) with autograd"
+    value, grads = student.call_grad("tilted_dequantized_log_likelihood",
+                                     (student.function(flat, name="log p = 0", differentiable=True), xr[:4, :2] % 4, 4,
+                                      torch.zeros(4, 2, dtype=F64)),
+                                     {"generator": _student_generator(student, 0)}, wrt=(3,), cotangents=[torch.ones(4, dtype=F64)])
+    close(tensor(value, what, shape=(4,), dtype=F64), torch.full((4,), -2 * math.log(4), dtype=F64), 1e-12, what + ", value")
+    if grads[0] is None or not torch.isfinite(grads[0]).all():
+        raise AssertionError(f"{what}: the gradient at t = 0 must exist and be finite, got {grads[0]} "
+                             "(torch.where: give the unused branch a harmless tilt)")
+
+    for bad, t_bad, label in [(xr.double(), tilt, "a floating-point x"), (xr > 3, tilt, "a bool x"),
+                              (torch.full((B, D), n), tilt, "a value equal to n_bins"),
+                              (xr - 1, tilt, "a negative value"), (xr, tilt[:, :2], "tilt of another shape than x")]:
+        try:
+            student.raises(ValueError, "tilted_dequantized_log_likelihood", student.function(log_p, name="log p"), bad, n, t_bad,
+                           generator=_student_generator(student, 0))
+        except AssertionError as exc:
+            raise AssertionError(f"{label}: {exc}") from None
+
+
+# ------------------------------------------------------------------------- Exercise 7 (derivation)
+def _exponential_gap(h: float) -> float:
+    """log(sinh(h/2) / (h/2)), derived here: log P(k) = log(e^{-hk} (1 - e^{-h})) + const and
+    E_u log p = -h (k + 1/2) + const, with the same constant log(lam / (1 - e^{-lam})) - log n."""
+    if h < 0.01:
+        return h**2 / 24 - h**4 / 2880 + h**6 / 181440
+    return math.log(math.sinh(h / 2) / (h / 2))
+
+
+def test_exponential_gap(student, seed):
+    gen = generator(seed, 71)
+    cases = [(3.0, 4), (0.016, 16), (0.4, 8), (12.0, 4), (40.0, 2), (0.5, 500)]
+    cases.append((float(0.1 + 20 * torch.rand((), generator=gen)), int(torch.randint(2, 40, (), generator=gen))))
+    for lam, n in cases:
+        what = f"exponential_gap({lam:g}, {n}) (h = lam / n_bins = {lam / n:.4g})"
+        got = student.call("exponential_gap", lam, n)
+        if isinstance(got, torch.Tensor):
+            got = tensor(got, what + " (a 0-dim tensor or a float)", shape=()).item()
+        if not isinstance(got, (int, float)) or isinstance(got, bool):
+            raise AssertionError(f"{what}: expected a float, got {type(got).__name__}")
+        ref = _exponential_gap(lam / n)
+        if not abs(got - ref) <= 1e-8 * abs(ref):
+            raise AssertionError(f"{what}: got {got!r}, the exact gap is {ref!r}; relative error "
+                                 f"{abs(got - ref) / ref:.2e}, tolerance 1e-8")
+
+
+# ------------------------------------------------------------------------- Exercise 8 (training)
+def _band_levels(n, gen, n_bins=16):
+    """The notebook's band_levels: a ~ U[0.1, 0.9), b = a + 0.06 N(0, 1), quantised to n_bins levels."""
+    a = 0.1 + 0.8 * torch.rand(n, generator=gen)
+    b = a + 0.06 * torch.randn(n, generator=gen)
+    return (torch.stack([a, b], dim=1) * n_bins).floor().long().clamp(0, n_bins - 1)
+
+
+def held_out_excess(log_prob, x_train, x_test, gen, n_draws=4):
+    """Held-out dequantized bits/dim of a model (``log_prob`` maps float32 y (N, 2) to (N,)), averaged
+    over ``n_draws`` noise draws, minus the per-coordinate histogram's bits/dim on the same data.
+    Shared with tests/notebook_outcomes/nb05.py."""
+    from flowlib.dequantization import histogram_baseline_bpd
+
+    lps = []
+    for _ in range(n_draws):
+        y = (x_test + torch.rand(x_test.shape, generator=gen)) / 16
+        lps.append(log_prob(y.float()).to(F64))
+    lp = torch.stack(lps).mean(0)
+    flow_bpd = -(lp.mean().item() - 2 * math.log(16)) / (2 * math.log(2))
+    return flow_bpd - histogram_baseline_bpd(x_train, x_test, 16), flow_bpd, lp
+
+
+def _fit_and_measure(student, x_train, x_test, gen, what):
+    h = student.call("fit_discrete_flow", x_train, 16)
+    if not isinstance(h, wire.Handle):
+        raise AssertionError(f"{what}: return the trained model (a torch.nn.Module with log_prob), got {type(h).__name__}")
+
+    def log_prob(y):
+        lp = tensor(student.method(h, "log_prob", y), f"{what}: model.log_prob(float32 {tuple(y.shape)})",
+                    shape=(y.shape[0],), dtype=F32)
+        finite(lp, f"{what}: model.log_prob on held-out data")
+        return lp
+
+    return held_out_excess(log_prob, x_train, x_test, gen)
+
+
+def test_fit_discrete_flow(student, seed):
+    # thresholds: bench/outcome-margins.md (nb05_fit_discrete_flow)
+    # the visible case: the notebook's data and noise
+    gen = torch.Generator().manual_seed(5)
+    x_train, x_test = _band_levels(2000, gen), _band_levels(4000, gen)
+    student.seed(0)
+    what = "fit_discrete_flow(int64 (2000, 2) band data, 16)"
+    excess, bpd, _ = _fit_and_measure(student, x_train, x_test, gen, what)
+    if not excess < -0.4:
+        raise AssertionError(f"{what}: held-out {bpd:.3f} bits/dim, {excess:+.3f} against the per-coordinate "
+                             "histogram (needs below -0.4)")
+    # fresh data from the grading seed; held-out data never leave the grader except as log_prob inputs
+    gen = generator(seed, 808)
+    x_train, x_test = _band_levels(2000, gen), _band_levels(4000, gen)
+    student.seed(seed + 1)
+    what = f"fit_discrete_flow(int64 (2000, 2) band data drawn at grading seed {seed}, 16)"
+    excess, bpd, _ = _fit_and_measure(student, x_train, x_test, gen, what)
+    if not excess < -0.4:
+        raise AssertionError(f"{what}: held-out {bpd:.3f} bits/dim, {excess:+.3f} against the per-coordinate "
+                             "histogram (needs below -0.4)")

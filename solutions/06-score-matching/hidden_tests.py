@@ -22,6 +22,7 @@ import math
 import torch
 
 from flowlib import GaussianMixture, ScoreMLP, dsm_loss, esm_loss, langevin, ssm_loss
+from probe import wire
 from probe.checks import case, close, finite, generator, tensor
 
 F64, F32 = torch.float64, torch.float32
@@ -35,6 +36,10 @@ STUB = [
 
 #: time limit per test cell in seconds (default: FLOWLIB_CELL_TIMEOUT, 120)
 TIMEOUTS: dict[str, float] = {}
+
+#: the solution cells each slow (training) test runs: tests/run_mutants.py skips it for a mutant of
+#: any other cell (grading always runs every test)
+USES: dict[str, list[str]] = {"test_fit_score_model": ["denoising_score_matching_loss", "fit_score_model"]}
 
 # Helpers defined in the student's process (plain torch, names starting with ``_grader_``):
 # they build inputs that must live there (generators, dtypes, networks the student's losses
@@ -162,6 +167,32 @@ def _scalar(v, what, dtype):
     return tensor(v, what + " (return a 0-dim tensor)", shape=(), dtype=dtype)
 
 
+def _mixture_log_density(x, w, mu, sd):
+    """log sum_k w_k N(x; mu_k, sd_k^2 I) / sum w, written here (differentiable in every argument)."""
+    D = x.shape[1]
+    var = sd**2
+    comp = -0.5 * ((x[:, None, :] - mu[None]) ** 2).sum(-1) / var - 0.5 * D * torch.log(2 * math.pi * var)
+    return torch.logsumexp(torch.log(w / w.sum()) + comp, dim=1)
+
+
+def _score_grads(log_density, args, cot):
+    """Gradients of <cot, grad_x log_density(x, *params)> with respect to x and each parameter,
+    by double autograd here: the oracle of a score function's gradient check."""
+    leaves = [a.detach().clone().requires_grad_(True) for a in args]
+    with torch.enable_grad():
+        (score,) = torch.autograd.grad(log_density(*leaves).sum(), leaves[0], create_graph=True)
+        return torch.autograd.grad((score * cot).sum(), leaves)
+
+
+def _check_input_grads(grads, ref_grads, names, what, tol=1e-9):
+    for g, r, name in zip(grads, ref_grads, names):
+        if g is None:
+            raise AssertionError(f"{what}: no gradient with respect to {name}: the score must be differentiable in "
+                                 f"{name} (nothing detached, no torch.tensor(...) copy of an input)")
+        close(tensor(g, f"{what}: d <cotangent, score> / d {name}", shape=r.shape, dtype=F64), r,
+              tol * (1 + r.abs().max().item()), f"{what}: d <cotangent, score> / d {name} against autograd of log p")
+
+
 # ------------------------------------------------------------------------- Exercise 1
 def test_gaussian_score(student, seed):
     # the visible case: float32, std = 2
@@ -188,8 +219,19 @@ def test_gaussian_score(student, seed):
     got32 = tensor(student.call("gaussian_score", x64.float(), mu.float(), 0.7), what, shape=(200, 3), dtype=F32)
     close(got32, ref, 1e-4, what)
 
-    for bad in (0.0, -1.0, torch.tensor([[1.0], [0.0]])):
-        student.raises(ValueError, "gaussian_score", x64[:2].float(), mu.float(), bad)
+    # gradients against autograd of log N(mu, std^2 I): x, mean and a per-sample std (issue 19)
+    cot = torch.randn(200, 3, generator=gen, dtype=F64)
+    what = "gaussian_score(float64 (200, 3), mean float64 (3,), std float64 (200, 1)) with autograd"
+    value, grads = student.call_grad("gaussian_score", (x64, mu, std_rows), wrt=(0, 1, 2), cotangents=[cot])
+    close(tensor(value, what, shape=(200, 3), dtype=F64), ref_rows, 1e-10, what + ", value")
+    ref_grads = _score_grads(lambda v, m, sd: torch.distributions.Normal(m, sd).log_prob(v).sum(1), (x64, mu, std_rows), cot)
+    _check_input_grads(grads, ref_grads, ("x", "mean", "std"), what)
+
+    for bad in (0.0, -1.0, torch.tensor([[1.0], [0.0]]), torch.tensor([[1.0], [-0.5]])):
+        try:
+            student.raises(ValueError, "gaussian_score", x64[:2].float(), mu.float(), bad)
+        except AssertionError as exc:
+            raise AssertionError(f"std = {bad.tolist() if isinstance(bad, torch.Tensor) else bad} (not positive): {exc}") from None
 
 
 # ------------------------------------------------------------------------- Exercise 2
@@ -228,8 +270,22 @@ def test_mixture_score(student, seed):
     finite(got_far, what + " (compute the responsibilities in log space: softmax of log w_k + log N_k)")
     close(got_far, ref_far, 1e-4, what, relative=True)
 
-    for bad_w, bad_sd in ((torch.tensor([1.0, 0.0]), torch.ones(2)), (torch.ones(2), torch.tensor([1.0, -0.5]))):
-        student.raises(ValueError, "mixture_score", x64[:2], bad_w.double(), mu[:2], bad_sd.double())
+    # gradients against autograd of log p: x, weights, means and stds (issue 19)
+    cot = torch.randn(300, D, generator=gen, dtype=F64)
+    what = "mixture_score(float64 (300, 3), weights float64 (4,), means float64 (4, 3), stds float64 (4,)) with autograd"
+    value, grads = student.call_grad("mixture_score", (x64, w, mu, sd), wrt=(0, 1, 2, 3), cotangents=[cot])
+    close(tensor(value, what, shape=(300, 3), dtype=F64), ref_auto, 1e-9, what + ", value")
+    ref_grads = _score_grads(_mixture_log_density, (x64, w, mu, sd), cot)
+    _check_input_grads(grads, ref_grads, ("x", "weights", "means", "stds"), what)
+
+    for bad_w, bad_sd, label in ((torch.tensor([1.0, 0.0]), torch.ones(2), "a zero weight"),
+                                 (torch.tensor([1.0, -0.2]), torch.ones(2), "a negative weight"),
+                                 (torch.ones(2), torch.tensor([1.0, -0.5]), "a negative std"),
+                                 (torch.ones(2), torch.tensor([0.0, 1.0]), "a zero std")):
+        try:
+            student.raises(ValueError, "mixture_score", x64[:2], bad_w.double(), mu[:2], bad_sd.double())
+        except AssertionError as exc:
+            raise AssertionError(f"{label}: {exc}") from None
 
 
 # ------------------------------------------------------------------------- Exercise 3
@@ -267,7 +323,11 @@ def test_hyvarinen_loss(student, seed):
     got32 = _scalar(student.call("hyvarinen_loss", _student_mlp(student, net32, F32), x64.float()), what, F32)
     close(got32, ref32, 1e-4, what, relative=True)
 
-    student.raises(ValueError, "hyvarinen_loss", student.function(lambda t: -t, name="s(x) = -x"), torch.zeros(5))
+    for bad in (torch.zeros(5), torch.zeros(2, 3, 4)):
+        try:
+            student.raises(ValueError, "hyvarinen_loss", student.function(lambda t: -t, name="s(x) = -x"), bad)
+        except AssertionError as exc:
+            raise AssertionError(f"x of shape {tuple(bad.shape)} (not (batch, D)): {exc}") from None
 
 
 # ------------------------------------------------------------------------- Exercise 4
@@ -317,9 +377,12 @@ def test_sliced_score_matching_loss(student, seed):
                                  student.call("_grader_linear", -2 * torch.eye(3), None), x32, g13), what, F32)
     close(got32, exp32, 1e-4, what + " with v drawn in float32", relative=True)
 
-    g, _ = _fixed(student, 0)
-    student.raises(ValueError, "sliced_score_matching_loss", student.function(lambda t: -t, name="s(x) = -x"),
-                   torch.zeros(5), g)
+    for bad in (torch.zeros(5), torch.zeros(2, 3, 4)):
+        g, _ = _fixed(student, 0)
+        try:
+            student.raises(ValueError, "sliced_score_matching_loss", student.function(lambda t: -t, name="s(x) = -x"), bad, g)
+        except AssertionError as exc:
+            raise AssertionError(f"x of shape {tuple(bad.shape)} (not (batch, D)): {exc}") from None
 
 
 # ------------------------------------------------------------------------- Exercise 5
@@ -472,3 +535,162 @@ def test_langevin_chain(student, seed):
 
     g, _ = _fixed(student, 0)
     student.raises(ValueError, "langevin_chain", x64, student.function(gmm.score, name="a Gaussian mixture's score"), 0.1, -1, g)
+
+
+# ------------------------------------------------------------------------- Exercise 8 (transfer)
+def _student_t_log_density(df):
+    """log p of the multivariate Student-t up to a constant in x, written here; df = inf: the Gaussian."""
+    def f(x, loc, scale):
+        r2 = ((x - loc) ** 2).sum(1, keepdim=True)
+        if math.isinf(df):
+            return (-0.5 * r2 / scale**2).sum(1)
+        return (-0.5 * (df + x.shape[1]) * torch.log1p(r2 / (df * scale**2))).sum(1)
+    return f
+
+
+def _student_t_oracle(x, loc, scale, df):
+    xr = x.detach().clone().requires_grad_(True)
+    with torch.enable_grad():
+        (s,) = torch.autograd.grad(_student_t_log_density(df)(xr, loc, scale).sum(), xr)
+    return s
+
+
+def test_student_t_score(student, seed):
+    # the visible cases: nu = 3 at (1, 2), float32; a Cauchy (nu = 1) with scale 0.5, float64
+    x = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
+    what = "student_t_score(float32 (2, 2), loc zeros (2,), scale=1.0, df=3.0)"
+    s = tensor(student.call("student_t_score", x, torch.zeros(2), 1.0, 3.0), what, shape=(2, 2), dtype=F32)
+    close(s, torch.tensor([[-0.625, -1.25], [0.0, 0.0]]), 1e-6, what + ": -(3 + 2) (1, 2) / (3 + 5) at (1, 2), 0 at the location")
+    what = "student_t_score(float64 (2, 2), loc zeros (2,), scale=0.5, df=1.0)"
+    s = tensor(student.call("student_t_score", x.double(), torch.zeros(2, dtype=F64), 0.5, 1.0), what, shape=(2, 2), dtype=F64)
+    close(s[0], torch.tensor([-3 / 5.25, -6 / 5.25], dtype=F64), 1e-12, what + ": -(1 + 2) (1, 2) / (0.25 + 5) at (1, 2)")
+
+    gen = generator(seed, 608)
+    D = 3
+    x64 = 4 * torch.randn(200, D, generator=gen, dtype=F64)
+    x64[:5] *= 1e4                                   # far in the tails
+    loc = torch.randn(D, generator=gen, dtype=F64)
+    scale_rows = 0.3 + torch.rand(200, 1, generator=gen, dtype=F64)
+    df_r = 0.5 + 10 * torch.rand((), generator=gen).item()
+    for df in (1.0, df_r, 200.0):
+        for sc, label in ((0.7, "scale=0.7"), (scale_rows, "scale float64 (200, 1) per sample")):
+            what = f"student_t_score(float64 (200, {D}) some far in the tails, loc float64 ({D},), {label}, df={df:g})"
+            got = tensor(student.call("student_t_score", x64, loc, sc, df), what, shape=(200, D), dtype=F64)
+            ref = _student_t_oracle(x64, loc, torch.as_tensor(sc, dtype=F64), df)
+            close(got, ref, 1e-10, what + " against autograd of log p", relative=True)
+    what = f"student_t_score(float64 (200, {D}), loc float64 ({D},), scale float64 (200, 1), df=math.inf)"
+    got = tensor(student.call("student_t_score", x64, loc, scale_rows, math.inf), what, shape=(200, D), dtype=F64)
+    close(got, -(x64 - loc) / scale_rows**2, 1e-10, what + ": the Gaussian limit -(x - loc) / scale^2", relative=True)
+    what = f"student_t_score(float32 (200, {D}), loc float32 ({D},), scale=0.7, df={df_r:g})"
+    got32 = tensor(student.call("student_t_score", x64.float(), loc.float(), 0.7, df_r), what, shape=(200, D), dtype=F32)
+    close(got32, _student_t_oracle(x64.float().double(), loc.float().double(), torch.tensor(0.7, dtype=F64), df_r), 1e-5,
+          what, relative=True)
+
+    # gradients against double autograd of log p: x, loc and a per-sample scale
+    xs = 2 * torch.randn(100, D, generator=gen, dtype=F64)
+    cot = torch.randn(100, D, generator=gen, dtype=F64)
+    for df in (df_r, math.inf):
+        what = f"student_t_score(float64 (100, {D}), loc float64 ({D},), scale float64 (100, 1), df={df:g}) with autograd"
+        value, grads = student.call_grad("student_t_score", (xs, loc, scale_rows[:100], df), wrt=(0, 1, 2), cotangents=[cot])
+        close(tensor(value, what, shape=(100, D), dtype=F64), _student_t_oracle(xs, loc, scale_rows[:100], df), 1e-10,
+              what + ", value", relative=True)
+        ref_grads = _score_grads(_student_t_log_density(df), (xs, loc, scale_rows[:100]), cot)
+        _check_input_grads(grads, ref_grads, ("x", "loc", "scale"), what)
+
+    for args, label in (((x64[:4], loc, 0.0, 3.0), "scale = 0"), ((x64[:4], loc, -1.0, 3.0), "scale = -1"),
+                        ((x64[:4], loc, torch.cat([scale_rows[:3], torch.zeros(1, 1, dtype=F64)]), 3.0),
+                         "a per-sample scale with a zero entry"),
+                        ((x64[:4], loc, 0.7, 0.0), "df = 0"), ((x64[:4], loc, 0.7, -2.0), "df = -2"),
+                        ((x64[:4], loc, 0.7, math.nan), "df = nan"),
+                        ((x64[0], loc, 0.7, 3.0), "x of shape (3,) (not (batch, D))"),
+                        ((x64[:4].reshape(2, 2, 3), loc, 0.7, 3.0), "x of shape (2, 2, 3) (not (batch, D))")):
+        try:
+            student.raises(ValueError, "student_t_score", *args)
+        except AssertionError as exc:
+            raise AssertionError(f"{label}: {exc}") from None
+
+
+# ------------------------------------------------------------------------- Exercise 9 (derivation)
+def _dsm_minimum(tau: float, sigma: float, dim: int) -> float:
+    """Derived here: s* = -x~ / (tau^2 + sigma^2); per dimension 0.5 E(z - c x~)^2 with
+    c = sigma / (tau^2 + sigma^2) is 0.5 (1 - 2 c sigma + c^2 (tau^2 + sigma^2))."""
+    c = sigma / (tau**2 + sigma**2)
+    return 0.5 * dim * (1 - 2 * c * sigma + c**2 * (tau**2 + sigma**2))
+
+
+def test_dsm_loss_minimum(student, seed):
+    gen = generator(seed, 609)
+    cases = [(1.0, 0.5, 2), (0.3, 2.0, 1), (5.0, 0.01, 64), (1.0, 1.0, 3)]
+    cases.append((float(0.1 + 3 * torch.rand((), generator=gen)), float(0.05 + 2 * torch.rand((), generator=gen)),
+                  int(torch.randint(1, 10, (), generator=gen))))
+    for tau, sigma, dim in cases:
+        what = f"dsm_loss_minimum(tau={tau:g}, sigma={sigma:g}, dim={dim})"
+        got = student.call("dsm_loss_minimum", tau, sigma, dim)
+        if isinstance(got, torch.Tensor):
+            got = tensor(got, what + " (a 0-dim tensor or a float)", shape=()).item()
+        if not isinstance(got, (int, float)) or isinstance(got, bool):
+            raise AssertionError(f"{what}: expected a float, got {type(got).__name__}")
+        ref = _dsm_minimum(tau, sigma, dim)
+        if not abs(got - ref) <= 1e-10 * abs(ref):
+            raise AssertionError(f"{what}: got {got!r}, the exact minimum is {ref!r}; relative error "
+                                 f"{abs(got - ref) / ref:.2e}, tolerance 1e-10")
+
+
+# ------------------------------------------------------------------------- Exercise 10 (training)
+MIX = ([0.3, 0.7], [[-2.0, 1.0], [1.5, -0.5]], [0.4, 0.6])
+FIT_SIGMA = 0.3
+
+
+def _mixture_samples(n, gen):
+    """The notebook's mixture_samples (float32, CPU)."""
+    comp = (torch.rand(n, generator=gen) >= MIX[0][0]).long()
+    noise = torch.randn(n, 2, generator=gen)
+    return torch.tensor(MIX[1])[comp] + torch.tensor(MIX[2])[comp, None] * noise
+
+
+def relative_score_error(score, gen, n=4000):
+    """E||s - grad log p_sigma||^2 / E||grad log p_sigma||^2 on n held-out points of p_sigma drawn
+    from ``gen``; ``score`` maps float32 (n, 2) and sigma (n,) to (n, 2). The exact score comes from
+    flowlib.GaussianMixture with every variance increased by sigma^2. Shared with
+    tests/notebook_outcomes/nb06.py."""
+    x = _mixture_samples(n, gen)
+    x = x + FIT_SIGMA * torch.randn(x.shape, generator=gen)
+    noisy = GaussianMixture(torch.tensor(MIX[0], dtype=F64), torch.tensor(MIX[1], dtype=F64),
+                            stds=torch.sqrt(torch.tensor(MIX[2], dtype=F64) ** 2 + FIT_SIGMA**2)).double()
+    exact = noisy.score(x.double())
+    s = score(x, torch.full((n,), FIT_SIGMA)).to(F64)
+    return (((s - exact) ** 2).sum(1).mean() / (exact**2).sum(1).mean()).item()
+
+
+def _fit_and_score(student, x_train, gen, what):
+    h = student.call("fit_score_model", x_train, FIT_SIGMA)
+    if not isinstance(h, wire.Handle):
+        raise AssertionError(f"{what}: return the trained network (a torch.nn.Module), got {type(h).__name__}")
+
+    def score(x, sig):
+        s = tensor(student.method(h, "forward", x, sig), f"{what}: net(float32 {tuple(x.shape)}, sigma float32 {tuple(sig.shape)})",
+                   shape=tuple(x.shape), dtype=F32)
+        finite(s, f"{what}: the network's score on held-out points")
+        return s
+
+    return relative_score_error(score, gen)
+
+
+def test_fit_score_model(student, seed):
+    # thresholds: bench/outcome-margins.md (nb06_fit_score_model)
+    # the visible case: the notebook's data
+    gen = torch.Generator().manual_seed(5)
+    x_train = _mixture_samples(2000, gen)
+    student.seed(0)
+    what = "fit_score_model(float32 (2000, 2) from the mixture, sigma=0.3)"
+    rel = _fit_and_score(student, x_train, gen, what)
+    if not rel < 0.2:
+        raise AssertionError(f"{what}: held-out relative score error {rel:.4f}, needs < 0.2")
+    # fresh training data from the grading seed; held-out points never leave the grader except as the network's inputs
+    gen = generator(seed, 610)
+    x_train = _mixture_samples(2000, gen)
+    student.seed(seed + 1)
+    what = f"fit_score_model(float32 (2000, 2) from the mixture drawn at grading seed {seed}, sigma=0.3)"
+    rel = _fit_and_score(student, x_train, gen, what)
+    if not rel < 0.2:
+        raise AssertionError(f"{what}: held-out relative score error {rel:.4f}, needs < 0.2")
