@@ -28,6 +28,9 @@ STUB = ["flowlib.planar.Planar", "flowlib.planar.planar_flow", "flowlib.energies
 #: time limit per test cell in seconds (default: FLOWLIB_CELL_TIMEOUT, 120)
 TIMEOUTS: dict[str, float] = {}
 
+#: graded cells that check a result the student derived by hand (a number or a formula)
+DERIVATIONS = ["test_radial_inverse_radius"]
+
 #: the solution cells each slow (training) test runs: tests/run_mutants.py skips it for a mutant of
 #: any other cell (grading always runs every test)
 USES: dict[str, list[str]] = {"test_fit_planar_flow": ["planar_u_hat", "planar_map", "planar_log_det", "planar_reverse_kl", "fit_planar_flow"]}

@@ -22,7 +22,7 @@ import flowlib
 from flowlib import StandardNormal
 from flowlib.autoregressive import IAF, MADE, MAFLayer, MaskedLinear
 from flowlib.testing import check_autoregressive
-from probe.checks import close, generator, sequence, tensor
+from probe.checks import close, finite, generator, sequence, tensor
 
 F64, F32 = torch.float64, torch.float32
 
@@ -35,6 +35,13 @@ STUB = [
 
 #: time limit per test cell in seconds (default: FLOWLIB_CELL_TIMEOUT, 120)
 TIMEOUTS: dict[str, float] = {}
+
+#: graded cells that check a result the student derived by hand (a number or a formula)
+DERIVATIONS = ["test_banana_moments"]
+
+#: the solution cells each slow (training) test runs: tests/run_mutants.py skips it for a mutant of
+#: any other cell (grading always runs every test)
+USES: dict[str, list[str]] = {"test_fit_maf": ["made_masks", "maf_log_prob", "fit_maf"]}
 
 
 def _define(student, source: str) -> None:
@@ -503,3 +510,153 @@ def test_is_lower_triangular(student, seed):
         except AssertionError as exc:
             text = str(exc)
             raise AssertionError(what + text[text.find(" must raise "):] if " must raise " in text else f"{what}: {text}") from None
+
+
+# ------------------------------------------------------------------------- Exercise 6
+def _gaussian_oracle(mean, cov):
+    """(B, c, alpha) derived here: with cov = L L^T, z = L^{-1} (x - mean), so
+    z_k = (x_k - mean_k) / L_kk + sum_{j<k} (L^{-1})_kj (x_j - mean_j) = (x_k - mu_k) e^{-alpha_k}
+    with alpha_k = log L_kk and mu = mean + B (x - mean), B_kj = -L_kk (L^{-1})_kj for j < k."""
+    L = torch.linalg.cholesky(cov)
+    d = torch.diagonal(L)
+    L_inv = torch.linalg.solve_triangular(L, torch.eye(len(mean), dtype=cov.dtype), upper=False)
+    B = -(d[:, None] * L_inv).tril(diagonal=-1)
+    return B, mean - B @ mean, torch.log(d)
+
+
+def _linear_maf_log_prob(x, B, c, alpha):
+    z = (x - c - x @ B.T) * torch.exp(-alpha)
+    return -0.5 * (z**2).sum(1) - 0.5 * x.shape[1] * math.log(2 * math.pi) - alpha.sum()
+
+
+def _random_cov(D, gen, dtype=F64):
+    A = torch.randn(D, D, generator=gen, dtype=F64)
+    cov = A @ A.T / D + 0.2 * torch.eye(D, dtype=F64)
+    return ((cov + cov.T) / 2).to(dtype)
+
+
+def _gaussian_case(student, mean, cov, what, tol):
+    """The student's (B, c, alpha) against the oracle (relative to 1 + |entry|) and the layer's
+    log-density against torch.distributions' N(mean, cov) at random points."""
+    D, dtype = len(mean), mean.dtype
+    out = sequence(student.call("gaussian_maf_params", mean, cov), 3, what + ": return (B, c, alpha)")
+    B, c, alpha = (tensor(t, f"{what}, {n}", shape=s, dtype=dtype)
+                   for t, n, s in zip(out, ("B", "c", "alpha"), ((D, D), (D,), (D,))))
+    if (B.triu() != 0).any():
+        raise AssertionError(f"{what}: B must be strictly lower triangular (zeros on and above the diagonal), got {B.tolist()}")
+    ref = _gaussian_oracle(mean.to(F64), cov.to(F64))
+    for name, got, want in zip(("B", "c", "alpha"), (B, c, alpha), ref):
+        close(got, want, tol, f"{what}, {name} against the conditional-Gaussian answer, relative to 1 + |entry|", relative=True)
+    x = mean.to(F64) + torch.randn(20, D, generator=torch.Generator().manual_seed(D), dtype=F64) @ torch.linalg.cholesky(cov.to(F64)).T
+    want = torch.distributions.MultivariateNormal(mean.to(F64), cov.to(F64)).log_prob(x)
+    close(_linear_maf_log_prob(x, B.to(F64), c.to(F64), alpha.to(F64)), want, tol * (10 + want.abs().max().item()),
+          f"{what}: the layer's log-density at 20 points against N(mean, cov)'s")
+
+
+def test_gaussian_maf_params(student, seed):
+    # the visible case, both dtypes
+    mean = torch.tensor([1.0, -1.0, 0.5], dtype=F64)
+    cov = torch.tensor([[2.0, 0.6, 0.2], [0.6, 1.0, -0.3], [0.2, -0.3, 0.5]], dtype=F64)
+    _gaussian_case(student, mean.float(), cov.float(), "gaussian_maf_params(mean float32 (3,), cov float32 (3, 3))", 1e-4)
+    _gaussian_case(student, mean, cov, "gaussian_maf_params(mean float64 (3,), cov float64 (3, 3))", 1e-9)
+
+    gen = generator(seed, 610)
+    for D in (1, 2, 4, 7):
+        mean = 2 * torch.randn(D, generator=gen, dtype=F64)
+        _gaussian_case(student, mean, _random_cov(D, gen), f"gaussian_maf_params(mean float64 ({D},), a random cov float64 ({D}, {D}))", 1e-9)
+    # extremes: a diagonal covariance (B = 0), a correlation of 0.999, a float32 random case
+    diag = torch.diag(torch.rand(4, generator=gen, dtype=F64) * 3 + 0.1)
+    _gaussian_case(student, torch.zeros(4, dtype=F64), diag, "gaussian_maf_params(zeros float64 (4,), a diagonal cov)", 1e-12)
+    s = torch.tensor([1.5, 0.5], dtype=F64)
+    tight = torch.tensor([[1.0, 0.999], [0.999, 1.0]], dtype=F64) * s[:, None] * s[None, :]
+    _gaussian_case(student, torch.tensor([0.3, -0.2], dtype=F64), tight,
+                   "gaussian_maf_params(mean float64 (2,), cov float64 (2, 2) with correlation 0.999)", 1e-9)
+    mean32 = torch.randn(5, generator=gen)
+    _gaussian_case(student, mean32, _random_cov(5, gen, F32), "gaussian_maf_params(mean float32 (5,), a random cov float32 (5, 5))", 1e-4)
+
+    # gradients: random cotangents on (B, c, alpha), backpropagated to mean and cov, against the
+    # oracle's autograd (the cov gradient symmetrised: only symmetric perturbations are defined)
+    D = 4
+    mean, cov = torch.randn(D, generator=gen, dtype=F64), _random_cov(D, gen)
+    cots = [torch.randn(D, D, generator=gen, dtype=F64).tril(-1), torch.randn(D, generator=gen, dtype=F64),
+            torch.randn(D, generator=gen, dtype=F64)]
+    m_req, c_req = mean.clone().requires_grad_(True), cov.clone().requires_grad_(True)
+    ref_gm, ref_gc = torch.autograd.grad(_gaussian_oracle(m_req, c_req), [m_req, c_req], cots)
+    what = f"gaussian_maf_params(mean float64 ({D},), cov float64 ({D}, {D})) with autograd"
+    _, grads = student.call_grad("gaussian_maf_params", (mean, cov), wrt=(0, 1), cotangents=cots)
+    for label, g, r in (("mean", grads[0], ref_gm), ("cov", grads[1], ref_gc)):
+        if g is None:
+            raise AssertionError(f"{what}: no gradient with respect to {label} (is the result detached?)")
+        tensor(g, f"{what}: d/d{label}", shape=r.shape)
+        if label == "cov":
+            g, r = (g + g.T) / 2, (r + r.T) / 2
+        close(g, r, 1e-8, f"{what}: gradient with respect to {label} (symmetrised) against the oracle's autograd, "
+              "relative to 1 + |entry|", relative=True)
+
+    # the raises clauses of the spec
+    good = _random_cov(3, gen)
+    skew = good.clone()
+    skew[0, 2] += 0.5
+    indefinite = torch.diag(torch.tensor([1.0, -1.0, 2.0], dtype=F64))
+    for label, args in (("mean of shape (1, 3)", (torch.zeros(1, 3, dtype=F64), good)),
+                        ("cov of shape (3, 2)", (torch.zeros(3, dtype=F64), good[:, :2])),
+                        ("cov of shape (4, 4) for a mean of shape (3,)", (torch.zeros(3, dtype=F64), _random_cov(4, gen))),
+                        ("a cov that is not symmetric", (torch.zeros(3, dtype=F64), skew)),
+                        ("a symmetric cov with an eigenvalue -1", (torch.zeros(3, dtype=F64), indefinite))):
+        try:
+            student.raises(ValueError, "gaussian_maf_params", *args)
+        except AssertionError as exc:
+            text = str(exc)
+            raise AssertionError(f"gaussian_maf_params with {label}" + (text[text.find(" must raise "):] if " must raise " in text else f": {text}")) from None
+
+
+# ------------------------------------------------------------------------- Exercise 7
+#: KL(p || q) bound on the ring: bench/outcome-margins.md (nb03_fit_maf_ring)
+RING = dict(k=8, radius=2.0, std=0.3)
+
+
+def _trapezoid_mass(log_prob_values, n, h):
+    w = torch.ones(n, dtype=F64)
+    w[0] = w[-1] = 0.5
+    return (log_prob_values.reshape(n, n).exp() * w[:, None] * w[None, :]).sum().item() * h * h
+
+
+def test_fit_maf(student, seed):
+    from flowlib.data import ring_of_gaussians, ring_of_gaussians_log_prob
+
+    gen = generator(seed, 808)
+    x_train = ring_of_gaussians(2000, generator=gen, **RING)
+    x_test = ring_of_gaussians(5000, generator=gen, **RING)  # held out: never leaves the grader
+    student.seed(seed)
+    what = "fit_maf(float32 (2000, 2) from the ring of eight Gaussians, std 0.3)"
+    model = student.call("fit_maf", x_train)
+    if isinstance(model, (torch.Tensor, tuple, list, dict, int, float, str, type(None))):
+        raise AssertionError(f"{what}: return the trained model (a torch.nn.Module), got {type(model).__name__}")
+    log_q = tensor(student.method(model, "log_prob", x_test), f"{what}, then log_prob(float32 (5000, 2))",
+                   shape=(5000,), dtype=F32)
+    finite(log_q, f"{what}, log_prob on held-out points")
+    # a density holds at most all of the mass: trapezoid rule on [-4, 4]^2
+    n, lim = 161, 4.0
+    lin = torch.linspace(-lim, lim, n)
+    grid = torch.stack(torch.meshgrid(lin, lin, indexing="ij"), dim=-1).reshape(-1, 2)
+    mass = _trapezoid_mass(tensor(student.method(model, "log_prob", grid), what + ", log_prob on a grid",
+                                  shape=(n * n,)).double().nan_to_num(nan=math.inf), n, 2 * lim / (n - 1))
+    if not 0.9 < mass < 1.05:
+        raise AssertionError(f"{what}: exp(log_prob) integrates to {mass:.3f} over [-4, 4]^2, not to about 1 "
+                             "(allowed: 0.9 to 1.05): is a log-determinant missing or of the wrong sign?")
+    kl = (ring_of_gaussians_log_prob(x_test.double(), **RING) - log_q.double()).mean().item()
+    if not kl < 0.6:
+        raise AssertionError(f"{what}: KL(p || q) on 5000 held-out points is {kl:.3f} nats, needs < 0.6")
+
+
+# ------------------------------------------------------------------------- Exercise 8
+def test_banana_moments(student, seed):
+    # derived here: x2 = z1^2 + e^{z1/2} z2, so E[x2] = E[z1^2] = 1 and, by the law of total
+    # variance, Var[x2] = Var(z1^2) + E[e^{z1}] = (3 - 1) + e^{1/2} (E[z^4] = 3, E[e^z] = e^{1/2})
+    want = (1.0, 2.0 + math.exp(0.5))
+    got = student.value("BANANA_MOMENTS")
+    if not isinstance(got, (tuple, list)) or len(got) != 2 or not all(isinstance(v, (int, float)) for v in got):
+        raise AssertionError(f"BANANA_MOMENTS must be a tuple of two floats (mean, variance), got {got!r}"[:300])
+    for name, g, w in zip(("mean", "variance"), got, want):
+        if not abs(g - w) <= 1e-6:
+            raise AssertionError(f"BANANA_MOMENTS: the {name} of x_2 is off by {abs(g - w):.2e} (tolerance 1e-6)")

@@ -25,7 +25,7 @@ from flowlib import Compose, Flow
 from flowlib.coupling import (AffineCoupling, ConvConditioner, Flatten, MLPConditioner, MultiScale, Squeeze,
                               alternating_mask, channel_mask, checkerboard_mask)
 from flowlib.distributions import StandardNormal
-from probe.checks import case, close, generator, sequence, tensor
+from probe.checks import case, close, finite, generator, sequence, tensor
 
 F64, F32 = torch.float64, torch.float32
 
@@ -38,6 +38,13 @@ STUB = [
 
 #: time limit per test cell in seconds (default: FLOWLIB_CELL_TIMEOUT, 120)
 TIMEOUTS: dict[str, float] = {}
+
+#: graded cells that check a result the student derived by hand (a number or a formula)
+DERIVATIONS = ["test_same_mask_excess"]
+
+#: the solution cells each slow (training) test runs: tests/run_mutants.py skips it for a mutant of
+#: any other cell (grading always runs every test)
+USES: dict[str, list[str]] = {"test_fit_realnvp": ["coupling_forward", "coupling_inverse", "fit_realnvp"]}
 
 
 @contextlib.contextmanager
@@ -443,3 +450,197 @@ def test_multiscale_log_prob(student, seed):
     # a 1-channel output cannot be split in half
     same = [_transform(student, _Same(), "h -> h"), _transform(student, _Same(), "h -> h")]
     student.raises(ValueError, "multiscale_log_prob", x, same)
+
+
+# ------------------------------------------------------------------------- Exercise 6
+def _sas_params(v, mask, net):
+    b = mask.to(v)
+    t, s = net(b * v).chunk(2, dim=1)
+    return b, t, s
+
+
+def _log_cosh(u):  # |u| + log(1 + e^{-2|u|}) - log 2, finite where cosh overflows
+    return u.abs() + torch.log1p(torch.exp(-2 * u.abs())) - math.log(2.0)
+
+
+def _sas_oracle(x, mask, net):
+    """The sinh-arcsinh coupling and its log-determinant, derived here: on a transformed entry
+    z = sinh(u), u = e^s asinh(x) - t, dz/dx = cosh(u) e^s / sqrt(1 + x^2); the Jacobian is
+    triangular after reordering (t, s read kept entries only), so ladj sums the logs."""
+    b, t, s = _sas_params(x, mask, net)
+    u = torch.exp(s) * torch.asinh(x) - t
+    z = b * x + (1 - b) * torch.sinh(u)
+    return z, ((1 - b) * (s + _log_cosh(u) - 0.5 * torch.log1p(x**2))).sum(dim=1)
+
+
+def _sas_inverse_oracle(z, mask, net):
+    """x = sinh(v), v = (asinh(z) + t) e^{-s} (solving z = sinh(e^s asinh(x) - t) for x);
+    dx/dz = cosh(v) e^{-s} / sqrt(1 + z^2)."""
+    b, t, s = _sas_params(z, mask, net)
+    v = (torch.asinh(z) + t) * torch.exp(-s)
+    x = b * z + (1 - b) * torch.sinh(v)
+    return x, ((1 - b) * (-s + _log_cosh(v) - 0.5 * torch.log1p(z**2))).sum(dim=1)
+
+
+def _slogdet_of(fn, x):
+    """log|det| of the autograd Jacobian of fn's first output at each row of x."""
+    J = torch.stack([torch.autograd.functional.jacobian(lambda v: fn(v[None])[0][0], xi) for xi in x])
+    return torch.linalg.slogdet(J)[1]
+
+
+def _sas_net(seed, salt, D, hidden=(16,), out=None, std=0.3):
+    with _torch_seed(seed, salt):
+        net = MLPConditioner(D, hidden, 2 * D if out is None else out)
+        nn.init.normal_(net.last.weight, std=std)
+        nn.init.normal_(net.last.bias, std=std)
+    return net.to(F64)
+
+
+def test_sas_coupling(student, seed):
+    # the visible case, both dtypes: t = 0, s = log 2, z = 2 x sqrt(1 + x^2) on the transformed entries
+    class ConstantSAS(nn.Module):
+        def forward(self, h):
+            return torch.cat([torch.zeros_like(h), torch.full_like(h, math.log(2.0))], dim=1)
+
+    x = torch.tensor([[0.5, 1.0, -2.0], [3.0, 0.0, 0.25]], dtype=F64)
+    mask = torch.tensor([1.0, 0.0, 0.0])
+    for dtype, tol in ((F32, 1e-4), (F64, 1e-10)):
+        const = student.function(_no_grad(ConstantSAS()), name="a constant conditioner (t = 0, s = log 2)")
+        what = f"sas_coupling_forward({str(dtype)[6:]} (2, 3), mask [1, 0, 0], a constant conditioner (t = 0, s = log 2))"
+        z, ladj = _pair(student, what, "sas_coupling_forward", x.to(dtype), mask, const, batch_shape=(2, 3), dtype=dtype)
+        z_ref, l_ref = _sas_oracle(x, mask, ConstantSAS())
+        close(z, z_ref, tol, what + ": z (2 x sqrt(1 + x^2) on the transformed entries)", relative=True)
+        close(ladj, l_ref, tol, what + ", ladj", relative=True)
+
+    D = 6
+    gen = generator(seed, 606)
+    net = _sas_net(seed, 606, D)
+    handle = _student_module(student, "flowlib.coupling.MLPConditioner", (D, (16,), 2 * D), net, F64)
+    xs = 1.5 * torch.randn(7, D, generator=gen, dtype=F64)
+    masks = [("alternating mask (6,) parity 1", alternating_mask(D, 1)),
+             ("mask [1, 1, 0, 1, 0, 0]", torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0, 0.0]))]
+    for label, m in masks:
+        with torch.no_grad():
+            z_ref, l_ref = _sas_oracle(xs, m, net)
+            x_ref, li_ref = _sas_inverse_oracle(z_ref, m, net)
+        close(li_ref, -l_ref, 1e-9, "grader: the inverse oracle is inconsistent", relative=True)
+        close(x_ref, xs, 1e-9, "grader: the inverse oracle does not round-trip", relative=True)
+        what = f"sas_coupling_forward(float64 (7, 6), {label}, an MLP conditioner)"
+        z, ladj = _pair(student, what, "sas_coupling_forward", xs, m, handle, batch_shape=xs.shape, dtype=F64)
+        close(z, z_ref, 1e-9, what + ", z", relative=True)
+        keep = m.to(F64).expand_as(xs) == 1
+        if not torch.equal(z[keep], xs[keep]):
+            raise AssertionError(f"{what}: entries with mask 1 must pass through exactly")
+        close(ladj, _slogdet_of(lambda v: _sas_oracle(v, m, net), xs), 1e-9,
+              what + ", ladj against slogdet of the autograd Jacobian (relative to 1 + |ladj|)", relative=True)
+        what = f"sas_coupling_inverse(float64 (7, 6), {label}, an MLP conditioner)"
+        xb, ladj_inv = _pair(student, what, "sas_coupling_inverse", z_ref, m, handle, batch_shape=xs.shape, dtype=F64)
+        close(xb, xs, 1e-9, what + ": x back (the forward's input)", relative=True)
+        close(ladj_inv, _slogdet_of(lambda v: _sas_inverse_oracle(v, m, net), z_ref), 1e-9,
+              what + ", ladj against slogdet of the autograd Jacobian", relative=True)
+
+    # the student's own autograd Jacobians and gradients, through the student-side conditioner
+    m = alternating_mask(D, 1)
+    for name, oracle, inp in (("sas_coupling_forward", _sas_oracle, xs[:4]),
+                              ("sas_coupling_inverse", _sas_inverse_oracle, _sas_oracle(xs[:4], m, net)[0].detach())):
+        what = f"{name}(float64 (4, 6), alternating mask (6,) parity 1, an MLP conditioner)"
+        with torch.no_grad():
+            own = _pair(student, what, name, inp, m, handle, batch_shape=inp.shape, dtype=F64)[1]
+        auto, _ = _jacobian_log_det(student, name, inp, m, handle, what)
+        close(own, auto, 1e-9, what + ": ladj against log|det| of the autograd Jacobian of your output", relative=True)
+        inp_req = inp.clone().requires_grad_(True)
+        out, l = oracle(inp_req, m, net)
+        cots = [torch.randn(out.shape, generator=gen, dtype=F64), torch.randn(l.shape, generator=gen, dtype=F64)]
+        ref_g, = torch.autograd.grad((out, l), inp_req, cots)
+        _, grads = student.call_grad(name, (inp, m, handle), wrt=(0,), cotangents=cots)
+        if grads[0] is None:
+            raise AssertionError(f"{what} with autograd: no gradient with respect to the input (is t or s detached?)")
+        close(tensor(grads[0], what + ": gradient", shape=inp.shape), ref_g, 1e-9,
+              what + ": the gradient of <cotangents, (output, ladj)> with respect to the input, against the oracle's "
+              "autograd, relative to 1 + |entry|", relative=True)
+
+    # extremes: transformed entries at 0, +-1e-8, +-3 and +-1e6 (the kept entries moderate)
+    ext = torch.tensor([[0.3, 0.0, -0.2, 1e6, 0.5, -1e6], [-0.4, 1e-8, 0.1, -1e-8, -0.7, 3.0],
+                        [1.0, -3.0, -1.0, 0.0, 0.2, 1e3]], dtype=F64)
+    m = alternating_mask(D, 0)
+    if not torch.equal(m, torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 0.0])):
+        raise AssertionError("grader: alternating_mask(6, 0) changed")
+    with torch.no_grad():
+        z_ref, l_ref = _sas_oracle(ext, m, net)
+    what = "sas_coupling_forward(float64 (3, 6) with transformed entries 0, +-1e-8, +-3, 1e3, +-1e6, an MLP conditioner)"
+    z, ladj = _pair(student, what, "sas_coupling_forward", ext, m, handle, batch_shape=ext.shape, dtype=F64)
+    finite(z, what + ", z")
+    close(z, z_ref, 1e-9, what + ", z", relative=True)
+    close(ladj, l_ref, 1e-9, what + ", ladj", relative=True)
+    what = "sas_coupling_inverse(float64 (3, 6), of that z)"
+    xb, ladj_inv = _pair(student, what, "sas_coupling_inverse", z_ref, m, handle, batch_shape=ext.shape, dtype=F64)
+    close(xb, ext, 1e-9, what + ": x back", relative=True)
+    close(ladj_inv, -l_ref, 1e-9, what + ": ladj = -ladj of the forward", relative=True)
+
+    # float32
+    net32 = copy.deepcopy(net).to(F32)
+    h32 = _student_module(student, "flowlib.coupling.MLPConditioner", (D, (16,), 2 * D), net32, F32)
+    with torch.no_grad():
+        z_ref, l_ref = _sas_oracle(xs, masks[0][1], net)
+    what = "sas_coupling_forward(float32 (7, 6), alternating mask (6,) parity 1, a float32 MLP conditioner)"
+    z, ladj = _pair(student, what, "sas_coupling_forward", xs.float(), masks[0][1], h32, batch_shape=xs.shape, dtype=F32)
+    close(z, z_ref, 1e-4, what + ", z", relative=True)
+    close(ladj, l_ref, 1e-4, what + ", ladj", relative=True)
+
+    # the raises clauses of the spec
+    wrong = _student_module(student, "flowlib.coupling.MLPConditioner", (D, (8,), D), _sas_net(seed, 607, D, (8,), out=D), F64)
+    for name in ("sas_coupling_forward", "sas_coupling_inverse"):
+        for label, args in ((f"x float64 of shape (6,)", (xs[0], m, handle)),
+                            ("a conditioner returning (7, 6) instead of (7, 12)", (xs, m, wrong))):
+            try:
+                student.raises(ValueError, name, *args)
+            except AssertionError as exc:
+                text = str(exc)
+                raise AssertionError(f"{name} with {label}" + (text[text.find(" must raise "):] if " must raise " in text else f": {text}")) from None
+
+
+# ------------------------------------------------------------------------- Exercise 7
+def _trapezoid_mass(log_prob_values, n, h):
+    w = torch.ones(n, dtype=F64)
+    w[0] = w[-1] = 0.5
+    return (log_prob_values.reshape(n, n).exp() * w[:, None] * w[None, :]).sum().item() * h * h
+
+
+def test_fit_realnvp(student, seed):
+    # threshold: bench/outcome-margins.md (nb04_fit_realnvp_moons)
+    from flowlib.data import two_moons
+
+    gen = generator(seed, 707)
+    x_train = two_moons(2000, noise=0.1, generator=gen, dtype=F32)
+    x_test = two_moons(5000, noise=0.1, generator=gen, dtype=F32)  # held out: never leaves the grader
+    student.seed(seed)
+    what = "fit_realnvp(float32 (2000, 2) from two moons, noise 0.1)"
+    model = student.call("fit_realnvp", x_train)
+    if isinstance(model, (torch.Tensor, tuple, list, dict, int, float, str, type(None))):
+        raise AssertionError(f"{what}: return the trained model (a torch.nn.Module), got {type(model).__name__}")
+    log_q = tensor(student.method(model, "log_prob", x_test), f"{what}, then log_prob(float32 (5000, 2))",
+                   shape=(5000,), dtype=F32)
+    finite(log_q, f"{what}, log_prob on held-out points")
+    n, lim = 161, 4.0
+    lin = torch.linspace(-lim, lim, n)
+    grid = torch.stack(torch.meshgrid(lin, lin, indexing="ij"), dim=-1).reshape(-1, 2)
+    mass = _trapezoid_mass(tensor(student.method(model, "log_prob", grid), what + ", log_prob on a grid",
+                                  shape=(n * n,)).double().nan_to_num(nan=math.inf), n, 2 * lim / (n - 1))
+    if not 0.9 < mass < 1.05:
+        raise AssertionError(f"{what}: exp(log_prob) integrates to {mass:.3f} over [-4, 4]^2, not to about 1 "
+                             "(allowed: 0.9 to 1.05): is a log-determinant missing or of the wrong sign?")
+    nll = -log_q.double().mean().item()
+    if not nll < 1.45:
+        raise AssertionError(f"{what}: the NLL of 5000 held-out points is {nll:.3f} nats, needs < 1.45")
+
+
+# ------------------------------------------------------------------------- Exercise 8
+def test_same_mask_excess(student, seed):
+    # derived here: q's x1-marginal is N(0, 1) exactly, and KL(p || q) = KL(p(x1) || q(x1)) +
+    # E KL(p(x2 | x1) || q(x2 | x1)) >= KL(N(2, 0.5^2) || N(0, 1)) = log(1 / 0.5) + (0.5^2 + 2^2) / 2 - 1/2
+    want = math.log(1 / 0.5) + (0.25 + 4.0) / 2 - 0.5
+    got = student.value("SAME_MASK_EXCESS_NLL")
+    if not isinstance(got, (int, float)) or isinstance(got, bool):
+        raise AssertionError(f"SAME_MASK_EXCESS_NLL must be a Python float, got {type(got).__name__}")
+    if not abs(got - want) <= 1e-6:
+        raise AssertionError(f"SAME_MASK_EXCESS_NLL is off by {abs(got - want):.2e} nats (tolerance 1e-6)")

@@ -42,6 +42,9 @@ STUB = [
 #: time limit per test cell in seconds (default: FLOWLIB_CELL_TIMEOUT, 120)
 TIMEOUTS: dict[str, float] = {}
 
+#: graded cells that check a result the student derived by hand (a number or a formula)
+DERIVATIONS = ["test_exponential_gap"]
+
 #: the solution cells each slow (training) test runs: tests/run_mutants.py skips it for a mutant of
 #: any other cell (grading always runs every test)
 USES: dict[str, list[str]] = {"test_fit_discrete_flow": ["dequantize", "logit_transform", "bits_per_dim", "dequantized_log_likelihood",

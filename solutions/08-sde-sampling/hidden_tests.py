@@ -22,6 +22,7 @@ from flowlib import VESDE, VPSDE, GaussianMixture
 from flowlib import euler_maruyama as reference_em
 from flowlib import pc_sample as reference_pc
 from probe.checks import close, finite, generator, one_thread, sequence, tensor
+from probe.wire import Handle
 
 F64, F32 = torch.float64, torch.float32
 
@@ -33,6 +34,14 @@ STUB = [
 
 #: time limit per test cell in seconds (default: FLOWLIB_CELL_TIMEOUT, 120)
 TIMEOUTS: dict[str, float] = {}
+
+#: graded cells that check a result the student derived by hand (a number or a formula)
+DERIVATIONS = ["test_subvp_half_std_time"]
+
+#: the solution cells each slow test runs: tests/run_mutants.py skips it for a mutant of any other
+#: cell (grading always runs every test)
+USES: dict[str, list[str]] = {"test_train_vp_score": ["train_vp_score", "em_sampler", "em_step", "reverse_drift", "vp_marginal", "ve_marginal"],
+                              "test_em_sampler": ["em_sampler", "em_step", "reverse_drift", "vp_marginal", "ve_marginal"]}
 
 
 # ------------------------------------------------------------------------- helpers
@@ -377,3 +386,205 @@ def test_pc_step(student, seed):
                                     shape=((60, 1, 2), (60, 1, 2)), dtype=F64)
         _rel(got_new3, new3, 1e-9, what + ", x_new" + hint)
         _rel(got_mean3, mean3, 1e-9, what + ", x_mean" + hint)
+
+
+# ------------------------------------------------------------------------- Exercises 7-8 (transfer: sub-VP)
+def _subvp_moments(t: torch.Tensor, beta_min: float, beta_max: float, n: int = 250):
+    """(alpha_t, std_t) of the sub-VP SDE dx = -beta x / 2 dt + sqrt(beta (1 - e^{-2B})) dw, derived here:
+    the mean solves the linear ODE m' = -beta m / 2, m(0) = 1, so alpha_t = exp(-B(t) / 2) with
+    B(t) = int_0^t beta; the variance solves v' = -beta v + g^2, v(0) = 0, which is integrated numerically
+    (RK4, n steps from 0 to each t, float64; no closed form of v is used: relative error ~1e-10)."""
+    t = t.double()
+    h = t / n
+
+    def big_b(u):
+        return beta_min * u + 0.5 * (beta_max - beta_min) * u**2
+
+    def rhs(u, v):
+        beta = beta_min + u * (beta_max - beta_min)
+        return -beta * v + beta * -torch.expm1(-2 * big_b(u))
+
+    v, u = torch.zeros_like(t), torch.zeros_like(t)
+    for _ in range(n):
+        k1 = rhs(u, v)
+        k2 = rhs(u + h / 2, v + h / 2 * k1)
+        k3 = rhs(u + h / 2, v + h / 2 * k2)
+        k4 = rhs(u + h, v + h * k3)
+        v = v + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        u = u + h
+    return (-0.5 * big_b(t)).exp(), v.clamp_min(0).sqrt()
+
+
+def _col(v, x):
+    return v.reshape((x.shape[0],) + (1,) * (x.dim() - 1))
+
+
+@one_thread
+def test_subvp_marginal(student, seed):
+    # the visible case: float32, beta_min = 0.1, beta_max = 20, t = 1/2
+    x0 = torch.tensor([[1.0, -2.0], [0.5, 3.0]])
+    alpha_v, std_v = _subvp_moments(torch.tensor([0.5]), 0.1, 20.0)
+    what = "subvp_marginal(float32 (2, 2), t=0.5, beta_min=0.1, beta_max=20.0)"
+    mean, std = _pair(student, "subvp_marginal", what, x0, 0.5, 0.1, 20.0, shape=((2, 2), (2, 1)), dtype=F32)
+    close(mean, alpha_v * x0.double(), 1e-5, what + ", mean")
+    close(std, std_v.expand(2, 1), 1e-5, what + ", std")
+
+    gen = generator(seed, 807)
+    xb = torch.randn(64, 2, 3, generator=gen, dtype=F64)
+    tb = torch.rand(64, generator=gen, dtype=F64)
+    tb[:4] = torch.tensor([0.0, 1e-9, 1e-6, 1.0], dtype=F64)
+    for bmin, bmax in ((0.1, 20.0), (1.5, 3.0)):
+        alpha, sd = _subvp_moments(tb, bmin, bmax)
+        what = f"subvp_marginal(float64 (64, 2, 3), t float64 (64,) with t = 0, 1e-9, 1e-6, 1 included, {bmin}, {bmax})"
+        m, s = _pair(student, "subvp_marginal", what, xb, tb, bmin, bmax, shape=((64, 2, 3), (64, 1, 1)), dtype=F64)
+        _rel(m, _col(alpha, xb) * xb, 1e-9, what + ", mean (the moment ODE m' = -beta m / 2)")
+        if not abs(s[0].item()) < 1e-15:
+            raise AssertionError(f"{what}: std at t = 0 must be 0 (the process starts at x0), got {s[0].item():.3e}")
+        err = ((s.flatten() - sd).abs() / sd.clamp_min(1e-300))[1:].max().item()
+        if not err < 1e-8:
+            raise AssertionError(f"{what}: relative error of std {err:.2e} against the variance ODE v' = -beta v + g^2, "
+                                 "tolerance 1e-08 (exact at small t? t = 1e-9 gives std ~ 1e-10: avoid 1 - (number near 1))")
+        # sub-VP: its variance stays below the VP SDE's 1 - alpha^2 (at t > 0)
+        vp_std = (1 - alpha[1:] ** 2).sqrt()
+        if not bool((s.flatten()[1:] <= vp_std * (1 + 1e-12)).all()):
+            raise AssertionError(f"{what}: the sub-VP std must not exceed the VP std sqrt(1 - alpha_t^2)")
+
+    alpha_s, sd_s = _subvp_moments(torch.tensor([0.37], dtype=F64), 0.1, 20.0)
+    for t_arg, label in ((0.37, "t=0.37"), (torch.tensor(0.37, dtype=F64), "t=tensor(0.37, float64) 0-dim")):
+        what = f"subvp_marginal(float64 (64, 2, 3), {label}, 0.1, 20.0)"
+        m, s = _pair(student, "subvp_marginal", what, xb, t_arg, 0.1, 20.0, shape=((64, 2, 3), (64, 1, 1)), dtype=F64)
+        _rel(s, sd_s.expand(64).reshape(64, 1, 1), 1e-9, what + ", std")
+        _rel(m, alpha_s.item() * xb, 1e-9, what + ", mean")
+
+    alpha, sd = _subvp_moments(tb, 0.1, 20.0)
+    what = "subvp_marginal(float32 (64, 2, 3), t float32 (64,), 0.1, 20.0)"
+    m32, s32 = _pair(student, "subvp_marginal", what, xb.float(), tb.float(), 0.1, 20.0,
+                     shape=((64, 2, 3), (64, 1, 1)), dtype=F32)
+    _allclose(s32, _col(sd, xb), 1e-4, 1e-6, what + ", std")
+    _allclose(m32, _col(alpha, xb) * xb, 1e-4, 1e-6, what + ", mean")
+
+    student.raises(ValueError, "subvp_marginal", xb, torch.full((64, 1), 0.5, dtype=F64), 0.1, 20.0)
+    student.raises(ValueError, "subvp_marginal", xb, torch.full((63,), 0.5, dtype=F64), 0.1, 20.0)
+
+
+@one_thread
+def test_subvp_reverse_drift(student, seed):
+    # the visible case: beta = 2 everywhere, t = 1/2, s = -x
+    x = torch.tensor([[1.0, 2.0]])
+    what = "subvp_reverse_drift(score_fn = -x, float32 (1, 2), t=0.5, beta_min=2.0, beta_max=2.0)"
+    d = tensor(student.call("subvp_reverse_drift", _score(student, lambda v, t: -v, "-x"), x, 0.5, 2.0, 2.0),
+               what, shape=(1, 2), dtype=F32)
+    g2 = 2.0 * (1 - math.exp(-2.0))
+    _allclose(d, (-1.0 + g2) * x.double(), 1e-5, 1e-6, what)
+
+    gen = generator(seed, 808)
+    gmm = _gmm([0.6, 0.4], [[-1.0, 0.5], [1.5, -1.0]], [0.4, 0.7])
+    xb = 2 * torch.randn(50, 2, generator=gen, dtype=F64)
+    tb = 0.01 + 0.98 * torch.rand(50, generator=gen, dtype=F64)
+    tb[0] = 0.0
+    for bmin, bmax in ((0.1, 20.0), (1.0, 5.0)):
+        def exact_score(v, t, bmin=bmin, bmax=bmax):
+            """The score of the mixture's exact marginal under the sub-VP SDE: component k is
+            N(alpha_t mu_k, alpha_t^2 Sigma_k + std_t^2 I), with (alpha_t, std_t) from the moment ODEs."""
+            t = torch.as_tensor(t, dtype=F64).expand(v.shape[0]) if torch.as_tensor(t).dim() == 0 else t.double()
+            a, s = _subvp_moments(t, bmin, bmax)
+            return gmm.affine_score(v.double(), a, s.clamp_min(1e-12)).to(v.dtype)
+
+        def expected(xv, t):
+            t = torch.full((xv.shape[0],), float(t), dtype=F64) if not isinstance(t, torch.Tensor) else t
+            beta = bmin + t * (bmax - bmin)
+            big_b = bmin * t + 0.5 * (bmax - bmin) * t**2
+            return -0.5 * _col(beta, xv) * xv - _col(beta * -torch.expm1(-2 * big_b), xv) * exact_score(xv, t)
+
+        seen: list = []
+        oracle = _score(student, exact_score, "the exact sub-VP mixture score", seen)
+        tag = f"beta_min={bmin}, beta_max={bmax}"
+        what = f"subvp_reverse_drift(exact sub-VP mixture score, float64 (50, 2), t float64 (50,) with t = 0 included, {tag})"
+        got = tensor(student.call("subvp_reverse_drift", oracle, xb, tb, bmin, bmax), what, shape=(50, 2), dtype=F64)
+        ref = expected(xb, tb)
+        _rel(got, ref, 1e-9, what + " (f - g^2 s with g^2 = beta (1 - e^{-2B}))")
+        close(got[0], -0.5 * bmin * xb[0], 1e-12, what + ": at t = 0, g = 0 and the drift is -beta_min x / 2")
+        what = f"subvp_reverse_drift(exact sub-VP mixture score, float64 (50, 2), t=0.3, {tag})"
+        got_s = tensor(student.call("subvp_reverse_drift", oracle, xb, 0.3, bmin, bmax), what, shape=(50, 2), dtype=F64)
+        _rel(got_s, expected(xb, 0.3), 1e-9, what + " (a scalar t)")
+        what = f"subvp_reverse_drift(exact sub-VP mixture score, float32 (50, 2), t float32 (50,), {tag})"
+        got32 = tensor(student.call("subvp_reverse_drift", oracle, xb.float(), tb.float(), bmin, bmax), what,
+                       shape=(50, 2), dtype=F32)
+        _rel(got32, ref, 1e-3, what)
+        if len(oracle.calls) != 3:
+            raise AssertionError(f"subvp_reverse_drift({tag}): call score_fn exactly once per call "
+                                 f"(it was called {len(oracle.calls)} times in 3 calls)")
+        want = ((50,), F64, torch.device(student.device).type)
+        if seen[1] != want:
+            raise AssertionError(f"subvp_reverse_drift(..., float64 (50, 2), t=0.3, {tag}): pass t to score_fn as a "
+                                 f"(batch,) tensor with x's dtype and device, got {seen[1]}")
+    student.raises(ValueError, "subvp_reverse_drift", _score(student, lambda v, t: -v, "-x"), xb,
+                   torch.full((50, 1), 0.5, dtype=F64), 0.1, 20.0)
+
+
+# ------------------------------------------------------------------------- Exercise 9 (training, outcome)
+def mmd2(a: torch.Tensor, b: torch.Tensor, bandwidths=(0.2, 0.5, 1.0, 2.0)) -> float:
+    """Unbiased squared MMD between samples a (n, D) and b (m, D), sum of Gaussian kernels (float64)."""
+    a, b = a.double(), b.double()
+
+    def k(u, v):
+        d2 = torch.cdist(u, v) ** 2
+        return sum(torch.exp(-d2 / (2 * h**2)) for h in bandwidths)
+
+    n, m = len(a), len(b)
+    kaa, kbb = k(a, a), k(b, b)
+    return ((kaa.sum() - kaa.diag().sum()) / (n * (n - 1)) + (kbb.sum() - kbb.diag().sum()) / (m * (m - 1))
+            - 2 * k(a, b).mean()).item()
+
+
+TRAIN_MIXTURE = ([0.65, 0.35], [[-1.5, 1.0], [2.0, -1.0]], [0.45, 0.6])
+TRAIN_STEPS = 1500
+
+
+def test_train_vp_score(student, seed):
+    # thresholds: bench/outcome-margins.md (nb08_trained_score_mmd)
+    gmm = _gmm(*TRAIN_MIXTURE)
+    gen = generator(seed, 901)
+    x_train = gmm.sample(4000, generator=gen).float()
+    held_out = gmm.sample(2000, generator=gen)            # never sent to the student's process
+    x_T = torch.randn(2000, 2, generator=generator(seed, 902))
+    student.seed(1_000_003 * int(seed) + 903)
+    what = f"train_vp_score(float32 (4000, 2) from a two-component mixture, {TRAIN_STEPS})"
+    net = student.call("train_vp_score", x_train, TRAIN_STEPS)
+    if not isinstance(net, Handle):
+        raise AssertionError(f"{what}: return the trained network (a torch.nn.Module), got {type(net).__name__}")
+    if student.method(net, "__getattribute__", "training"):
+        raise AssertionError(f"{what}: return the network in eval mode (net.eval())")
+    probe_t = torch.full((5,), 0.5)
+    out = tensor(student.method(net, "forward", x_train[:5], probe_t), f"{what}: net(x float32 (5, 2), t (5,))",
+                 shape=(5, 2), dtype=F32)
+    finite(out, f"{what}: net(x, t)")
+    student.set_grad_enabled(False)
+    try:
+        what_s = f"em_sampler(your trained network, VPSDE(0.1, 20.0), x_T float32 (2000, 2), 100, generator)"
+        samples = tensor(student.call("em_sampler", net, _sde(student, VPSDE(0.1, 20.0)), x_T, 100,
+                                      generator=student.generator(1_000_003 * int(seed) + 904)),
+                         what_s, shape=(2000, 2), dtype=F32)
+    finally:
+        student.set_grad_enabled(True)
+    finite(samples, what_s)
+    d = mmd2(samples, held_out)
+    if not d < 0.08:
+        raise AssertionError(f"{what}, sampled by {what_s}: squared MMD to held-out samples of the mixture {d:.4f}, "
+                             "must be below 0.08 (the noise floor is about 0.001; check the loss's weighting, the "
+                             "time range and the marginal used to noise the data)")
+
+
+# ------------------------------------------------------------------------- Exercise 10 (derivation)
+def test_subvp_half_std_time(student, seed):
+    v = student.value("SUBVP_HALF_STD_TIME")
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise AssertionError(f"SUBVP_HALF_STD_TIME must be a Python float, got {type(v).__name__}")
+    # the sub-VP std is 1 - e^{-B(t)} (it solves the variance ODE; test_subvp_marginal checks it numerically):
+    # std = 1/2 where B(t) = 0.1 t + 9.95 t^2 = log 2, the positive root of the quadratic
+    a, b, c = 0.5 * (20.0 - 0.1), 0.1, -math.log(2)
+    want = (-b + math.sqrt(b * b - 4 * a * c)) / (2 * a)
+    err = abs(float(v) - want)
+    if not err < 1e-6:
+        raise AssertionError(f"SUBVP_HALF_STD_TIME = {float(v):.8f} is off by {err:.1e}, tolerance 1e-6 (check the "
+                             "integral B(t) of beta and the root you took)")

@@ -21,16 +21,29 @@ import torch
 from flowlib import VESDE, VPSDE, GaussianMixture, ode_log_prob
 from flowlib.ode import probability_flow_drift
 from flowlib.score import jacobian_trace
-from probe.checks import close, generator, one_thread, tensor
+from probe.checks import close, finite, generator, one_thread, tensor
+from probe.wire import Handle
 
 F64, F32 = torch.float64, torch.float32
 
 #: flowlib references replaced by stubs that raise in the student's process
 STUB = ["flowlib.ode.probability_flow_drift", "flowlib.score.jacobian_trace", "flowlib.ode.ode_log_prob",
-        "flowlib.ode._rk4"]
+        "flowlib.ode._rk4", "flowlib.sde.sde_dsm_loss",
+        # the generic CNF likelihood and sampler that ode_log_prob is built on (flow matching's too)
+        "flowlib.ode.velocity_log_prob", "flowlib.ode.velocity_sample", "flowlib.flow_matching.fm_log_prob"]
 
 #: time limit per test cell in seconds (default: FLOWLIB_CELL_TIMEOUT, 120)
 TIMEOUTS: dict[str, float] = {}
+
+#: graded cells that check a result the student derived by hand (a number or a formula)
+DERIVATIONS = ["test_ve_gauss_derivation"]
+
+#: the solution cells each slow test runs: tests/run_mutants.py skips it for a mutant of any other
+#: cell (grading always runs every test)
+USES: dict[str, list[str]] = {"test_train_ve_score": ["train_ve_score"],
+                              "test_ode_log_likelihood_exact": ["pf_drift", "exact_divergence", "hutchinson_divergence", "ode_log_likelihood"],
+                              "test_ode_log_likelihood_hutchinson": ["pf_drift", "exact_divergence", "hutchinson_divergence",
+                                                                     "ode_log_likelihood"]}
 
 
 # ------------------------------------------------------------------------- helpers
@@ -376,3 +389,227 @@ def test_ode_log_likelihood_hutchinson(student, seed):
     if not abs(many.mean().item() - exact_one.item()) < 5 * se + 1e-6:
         raise AssertionError(f"{what}: the mean {many.mean().item():.5f} is more than 5 standard errors ({5 * se:.4f}) from "
                              f"the exact-trace value {exact_one.item():.5f}: the Hutchinson log-likelihood should be unbiased")
+
+
+# ------------------------------------------------------------------------- Exercise 5 (transfer)
+def _log_mixture(x, weights, means, variances):
+    """log sum_k w_k N(x; mu_k, v_k I) / sum_k w_k, written here (the oracle of Exercise 5)."""
+    D = x.shape[1]
+    sq = ((x[:, None, :] - means[None]) ** 2).sum(-1)
+    return torch.logsumexp(torch.log(weights / weights.sum()) - 0.5 * D * torch.log(2 * math.pi * variances)
+                           - 0.5 * sq / variances, dim=1)
+
+
+def _laplacian_autograd(x, weights, means, variances):
+    """The Laplacian of the log-density above by double backward, kept differentiable (create_graph)."""
+    with torch.enable_grad():
+        x = x if x.requires_grad else x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(_log_mixture(x, weights, means, variances).sum(), x, create_graph=True)
+        lap = torch.zeros(x.shape[0], dtype=x.dtype)
+        for i in range(x.shape[1]):
+            (row,) = torch.autograd.grad(grad[:, i].sum(), x, create_graph=True)
+            lap = lap + row[:, i]
+    return lap
+
+
+def _laplacian_closed_form(x, weights, means, variances):
+    """The same by the closed form derived by hand: with responsibilities r_k, component scores
+    g_k = (mu_k - x) / v_k and the score s = sum_k r_k g_k, div s = sum_k r_k (|g_k|^2 - D / v_k) - |s|^2."""
+    D = x.shape[1]
+    r = torch.softmax(_log_mixture_terms(x, weights, means, variances), dim=1)
+    g = (means[None] - x[:, None, :]) / variances[None, :, None]
+    s = (r[:, :, None] * g).sum(1)
+    return (r * ((g**2).sum(-1) - D / variances)).sum(1) - (s**2).sum(1)
+
+
+def _log_mixture_terms(x, weights, means, variances):
+    D = x.shape[1]
+    sq = ((x[:, None, :] - means[None]) ** 2).sum(-1)
+    return torch.log(weights) - 0.5 * D * torch.log(variances) - 0.5 * sq / variances
+
+
+def _mixture_case(gen, K, D, spread=2.0):
+    weights = 0.2 + torch.rand(K, generator=gen, dtype=F64)          # positive, not normalised
+    means = spread * torch.randn(K, D, generator=gen, dtype=F64)
+    variances = 0.2 + torch.rand(K, generator=gen, dtype=F64)        # in [0.2, 1.2)
+    return weights, means, variances
+
+
+@one_thread
+def test_mixture_score_divergence(student, seed):
+    # the visible cases: one component N(0, 0.25 I) in D = 3 (-D / v = -12); two at +-e_1 with v = 1 at x = 0 (-1)
+    x = torch.randn(4, 3, generator=generator(seed, 3))
+    what = "mixture_score_divergence(x float32 (4, 3), one component N(0, 0.25 I))"
+    lap = tensor(student.call("mixture_score_divergence", x, torch.tensor([1.0]), torch.zeros(1, 3), torch.tensor([0.25])),
+                 what, shape=(4,), dtype=F32)
+    close(lap, torch.full((4,), -12.0), 1e-4, what + ": -D / v = -12 everywhere")
+    what = "mixture_score_divergence(x = 0 float64 (1, 2), 0.5 N((1, 0), I) + 0.5 N((-1, 0), I))"
+    lap = tensor(student.call("mixture_score_divergence", torch.zeros(1, 2, dtype=F64), torch.tensor([0.5, 0.5], dtype=F64),
+                              torch.tensor([[1.0, 0.0], [-1.0, 0.0]], dtype=F64), torch.tensor([1.0, 1.0], dtype=F64)),
+                 what, shape=(1,), dtype=F64)
+    close(lap, torch.tensor([-1.0], dtype=F64), 1e-12, what)
+
+    gen = generator(seed, 906)
+    for K, D, n in ((3, 2, 40), (4, 5, 30), (2, 1, 25), (1, 4, 10)):
+        w, mu, v = _mixture_case(gen, K, D)
+        xs = mu[torch.randint(0, K, (n,), generator=gen)] + 1.5 * torch.randn(n, D, generator=gen, dtype=F64)
+        ref = _laplacian_autograd(xs, w, mu, v).detach()
+        close(_laplacian_closed_form(xs, w, mu, v), ref, 1e-9 * (1 + ref.abs().max().item()), "the grader's own two oracles")
+        what = (f"mixture_score_divergence(x float64 ({n}, {D}), {K} components, weights not summing to 1, "
+                f"variances in [0.2, 1.2))")
+        got = tensor(student.call("mixture_score_divergence", xs, w, mu, v), what, shape=(n,), dtype=F64)
+        close(got, ref, 1e-9 * (1 + ref.abs().max().item()), what + " against the Laplacian of log p by autograd")
+        if K == 3:
+            what = f"mixture_score_divergence(x float32 ({n}, {D}), {K} components, float32 parameters)"
+            got32 = tensor(student.call("mixture_score_divergence", xs.float(), w.float(), mu.float(), v.float()),
+                           what, shape=(n,), dtype=F32)
+            close(got32, ref, 1e-3 * (1 + ref.abs().max().item()), what)
+
+    # far from every mean: exp of the log-densities underflows there (a softmax does not)
+    w, mu, v = _mixture_case(gen, 3, 2)
+    v = torch.tensor([0.2, 0.5, 1.0], dtype=F64)
+    direction = torch.randn(6, 2, generator=gen, dtype=F64)
+    far = 60 * direction / direction.norm(dim=1, keepdim=True)
+    ref = _laplacian_autograd(far, w, mu, v).detach()
+    what = "mixture_score_divergence(x float64 (6, 2) 60 units from the origin, 3 components, variances 0.2, 0.5, 1)"
+    got = tensor(student.call("mixture_score_divergence", far, w, mu, v), what, shape=(6,), dtype=F64)
+    finite(got, what + " (compute the responsibilities with a softmax / logsumexp)")
+    close(got, ref, 1e-8 * (1 + ref.abs().max().item()), what)
+
+    # gradients with respect to x and the means, against autograd of the oracle
+    w, mu, v = _mixture_case(gen, 3, 3)
+    xs = mu[torch.randint(0, 3, (20,), generator=gen)] + torch.randn(20, 3, generator=gen, dtype=F64)
+    cot = torch.randn(20, generator=gen, dtype=F64)
+    xg, mug = xs.clone().requires_grad_(True), mu.clone().requires_grad_(True)
+    ref_gx, ref_gmu = torch.autograd.grad((_laplacian_autograd(xg, w, mug, v) * cot).sum(), (xg, mug))
+    what = "mixture_score_divergence(x float64 (20, 3), 3 components): gradient"
+    _, (gx, gmu) = student.call_grad("mixture_score_divergence", (xs, w, mu, v), wrt=(0, 2), cotangents=[cot])
+    if gx is None or gmu is None:
+        raise AssertionError(f"{what}: the result does not depend on {'x' if gx is None else 'means'} through autograd "
+                             "(keep it differentiable: no detach, no .item())")
+    close(gx, ref_gx, 1e-7 * (1 + ref_gx.abs().max().item()), what + " with respect to x")
+    close(gmu, ref_gmu, 1e-7 * (1 + ref_gmu.abs().max().item()), what + " with respect to means")
+
+    # every raises clause of the spec
+    x2 = torch.randn(5, 2, generator=gen, dtype=F64)
+    w, mu, v = _mixture_case(gen, 3, 2)
+    student.raises(ValueError, "mixture_score_divergence", x2[0], w, mu, v)                     # x 1-D
+    student.raises(ValueError, "mixture_score_divergence", x2[:, :, None], w, mu, v)            # x 3-D
+    student.raises(ValueError, "mixture_score_divergence", x2, w[:, None], mu, v)               # weights not 1-D
+    student.raises(ValueError, "mixture_score_divergence", x2, w, torch.randn(3, 3, dtype=F64), v)   # means (K, D + 1)
+    student.raises(ValueError, "mixture_score_divergence", x2, w, mu[:2], v)                    # means (K - 1, D)
+    student.raises(ValueError, "mixture_score_divergence", x2, w, mu, v[:2])                    # variances (K - 1,)
+    student.raises(ValueError, "mixture_score_divergence", x2, torch.tensor([0.5, 0.0, 0.5], dtype=F64), mu, v)
+    student.raises(ValueError, "mixture_score_divergence", x2, w, mu, torch.tensor([0.5, -0.1, 0.3], dtype=F64))
+    student.raises(ValueError, "mixture_score_divergence", x2, w, mu, torch.tensor([0.5, 0.0, 0.3], dtype=F64))
+
+
+# ------------------------------------------------------------------------- Exercise 6 (derivation)
+def _number(v, name):
+    if isinstance(v, torch.Tensor) and v.numel() == 1:
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise AssertionError(f"{name} must be a Python float, got {type(v).__name__}")
+    return float(v)
+
+
+def test_ve_gauss_derivation(student, seed):
+    # N(0, s^2 I) data under VESDE(0.01, 10): p_t = N(0, v(t) I), v = s^2 + sigma(t)^2 - sigma_min^2; the
+    # drift is (1/2) v'/v x, so x / sqrt(v) is constant and div = (D / 2) v'/v, integrated: (D / 2) log(v(T) / v(eps)).
+    s2, smin, smax, eps, D = 0.25, 0.01, 10.0, 1e-5, 2
+
+    def v(t):
+        return s2 + smin**2 * math.expm1(2 * t * math.log(smax / smin))
+
+    scale = math.sqrt(v(1.0) / v(eps))
+    delta = 0.5 * D * math.log(v(1.0) / v(eps))
+    for name, want, hint in (("VE_GAUSS_SCALE", scale, "x(T) / x(eps)"), ("VE_GAUSS_DELTA", delta, "delta(T)")):
+        got = _number(student.value(name), name)
+        err = abs(got - want) / abs(want)
+        if not err <= 1e-6:
+            raise AssertionError(f"{name} ({hint} for N(0, 0.25 I) data under VESDE(0.01, 10), eps = 1e-5): "
+                                 f"got {got!r}, relative error {err:.1e}, tolerance 1.0e-06")
+
+
+# ------------------------------------------------------------------------- Exercise 7 (training)
+_TRAINING_HELPERS = '''
+def _grader_score_of(net, x, t):
+    return net(x, t)
+
+def _grader_is_training(net):
+    return bool(net.training)
+'''
+
+#: the mixture of the graded training run (the notebook's own run uses another one)
+TRAIN_MIXTURE = ([0.45, 0.35, 0.2], [[-1.6, 0.6], [1.2, -0.8], [0.6, 1.9]], [0.4, 0.55, 0.35])
+
+
+def learned_log_likelihood(score_and_trace, sde, x, n_steps=16, eps=1e-5, log_pT=None):
+    """log p_theta(x) of the probability-flow ODE of a VE SDE with a learned score, by RK4 on the
+    augmented state from eps to T, computed here. ``score_and_trace(y, t)`` gives the network's score
+    at the float64 points y and time t, and the trace of its Jacobian; the VE drift is
+    -(1/2) g(t)^2 s (f = 0), its divergence -(1/2) g(t)^2 tr(ds/dx)."""
+    def rhs(t, y):
+        s, tr = score_and_trace(y, t)
+        g2 = sde.sigma(torch.tensor(t, dtype=F64)).item() ** 2 * 2 * math.log(sde.sigma_max / sde.sigma_min)
+        return -0.5 * g2 * s, -0.5 * g2 * tr
+
+    y, delta = x.clone(), torch.zeros(x.shape[0], dtype=F64)
+    ts = torch.linspace(eps, sde.T, n_steps + 1, dtype=F64)
+    for i in range(n_steps):
+        t, h = ts[i].item(), (ts[i + 1] - ts[i]).item()
+        k1 = rhs(t, y)
+        k2 = rhs(t + h / 2, y + h / 2 * k1[0])
+        k3 = rhs(t + h / 2, y + h / 2 * k2[0])
+        k4 = rhs(t + h, y + h * k3[0])
+        y = y + h / 6 * (k1[0] + 2 * k2[0] + 2 * k3[0] + k4[0])
+        delta = delta + h / 6 * (k1[1] + 2 * k2[1] + 2 * k3[1] + k4[1])
+    return log_pT(y) + delta
+
+
+def _student_score_and_trace(student, net, what):
+    """The student's network at float32 points: its score and the exact trace of its Jacobian, from one
+    backward pass in the student's process: the batch is repeated D times and copy i backpropagates e_i,
+    so (rows being independent) copy i's input gradient holds row i of each sample's Jacobian."""
+    def score_and_trace(y, t):
+        B, D = y.shape
+        ys = y.float().repeat(D, 1)
+        ts = torch.full((B * D,), t, dtype=F32)
+        cot = torch.zeros(B * D, D, dtype=F32)
+        for i in range(D):
+            cot[i * B:(i + 1) * B, i] = 1
+        s, (gy,) = student.call_grad("_grader_score_of", (net, ys, ts), wrt=(1,), cotangents=[cot])
+        s = tensor(s, f"{what}: net(x float32 ({B * D}, {D}), t float32 ({B * D},))", shape=(B * D, D), dtype=F32)
+        gy = tensor(gy, f"{what}: the gradient of net(x, t) with respect to x", shape=(B * D, D))
+        tr = sum(gy[i * B:(i + 1) * B, i] for i in range(D))
+        return s[:B].double(), tr.double()
+
+    return score_and_trace
+
+
+@one_thread
+def test_train_ve_score(student, seed):
+    # thresholds: bench/outcome-margins.md (nb09_train_ve_score)
+    sde = VESDE(0.01, 10.0)
+    gmm = _gmm(TRAIN_MIXTURE[0], TRAIN_MIXTURE[1], stds=TRAIN_MIXTURE[2])
+    gen = generator(seed, 907)
+    x_train = gmm.sample(2000, generator=gen).float()
+    x_test = gmm.sample(1000, generator=gen)                       # held out: never sent to the student
+    student.seed(seed)
+    what = "train_ve_score(float32 (2000, 2) from a three-component mixture, VESDE(0.01, 10.0), 2000)"
+    net = student.call("train_ve_score", x_train, _sde(student, sde), 2000)
+    if not isinstance(net, Handle):
+        raise AssertionError(f"{what}: return the network (a torch.nn.Module), got {type(net).__name__}")
+    student.define(_TRAINING_HELPERS)
+    if student.call("_grader_is_training", net) is not False:
+        raise AssertionError(f"{what}: return the network in eval mode (net.eval())")
+    probe_x = x_test[:10].float()
+    out = student.call("_grader_score_of", net, probe_x, torch.full((10,), 0.5))
+    tensor(out, f"{what}: net(x float32 (10, 2), t float32 (10,))", shape=(10, 2), dtype=F32)
+    logp = learned_log_likelihood(_student_score_and_trace(student, net, what), sde, x_test,
+                                  log_pT=gmm.marginal_at(1.0, sde).log_prob)
+    finite(logp, f"{what}: the ODE log-likelihood of your network on 1000 held-out points")
+    gap = (gmm.log_prob_at(x_test, 1e-5, sde) - logp).mean().item()
+    if not abs(gap) < 0.2:
+        raise AssertionError(f"{what}: on 1000 held-out points the exact log p_eps exceeds your network's ODE "
+                             f"log-likelihood by {gap:.4f} nats on average (allowed: 0.2 in absolute value)")

@@ -1,7 +1,9 @@
 """Wrong implementations of assignment 08-sde-sampling: see tests/mutants/__init__.py."""
 
 # reverse_drift, em_step and em_sampler are reused by the later exercises, so a mistake in one
-# of them also loses the test cells of the exercises built on it.
+# of them also loses the test cells of the exercises built on it (the training exercise's grader
+# samples the trained network with the student's em_sampler: a sampler that goes wrong misses
+# its MMD bound, by a factor 1.5 or more for the mutants that list it).
 LATER_THAN_DRIFT = ["test_reverse_drift", "test_em_step", "test_em_sampler", "test_pc_step"]
 LATER_THAN_STEP = ["test_em_step", "test_em_sampler", "test_pc_step"]
 
@@ -37,12 +39,12 @@ MUTANTS = [
     },
     {
         # issue 19 (raises clauses): "ValueError if t is a tensor of any other shape", here a
-        # (batch, 1) t with as many entries as the batch; _times is shared, so both cells lose
+        # (batch, 1) t with as many entries as the batch; _times is shared, so every cell that takes t loses
         "name": "times-accepts-any-shape-with-batch-entries",
         "cell": "ve_marginal",
         "find": "    if t.shape != (x.shape[0],):",
         "replace": "    if t.numel() != x.shape[0]:",
-        "loses": ["test_ve_marginal", "test_vp_marginal"],
+        "loses": ["test_ve_marginal", "test_vp_marginal", "test_subvp_marginal", "test_subvp_reverse_drift"],
     },
     # Exercise 2: vp_marginal
     {
@@ -79,14 +81,14 @@ MUTANTS = [
         "cell": "reverse_drift",
         "find": "return f - g**2 * score_fn(x, t)",
         "replace": "return f + g**2 * score_fn(x, t)",
-        "loses": LATER_THAN_DRIFT,
+        "loses": LATER_THAN_DRIFT + ["test_train_vp_score"],
     },
     {
         "name": "drift-g-instead-of-g-squared",
         "cell": "reverse_drift",
         "find": "return f - g**2 * score_fn(x, t)",
         "replace": "return f - g * score_fn(x, t)",
-        "loses": LATER_THAN_DRIFT,
+        "loses": LATER_THAN_DRIFT + ["test_train_vp_score"],
     },
     {
         "name": "drift-forgets-f",
@@ -95,7 +97,7 @@ MUTANTS = [
         "replace": "return -g**2 * score_fn(x, t)",
         # the VE SDE has f = 0: the sampler's VE case and the PC step's VE case would pass,
         # but its VP cases do not
-        "loses": LATER_THAN_DRIFT,
+        "loses": LATER_THAN_DRIFT + ["test_train_vp_score"],
     },
     # Exercise 4: em_step
     {
@@ -103,14 +105,14 @@ MUTANTS = [
         "cell": "em_step",
         "find": "return x_mean + g * h.sqrt() * z, x_mean",
         "replace": "return x_mean + g * h * z, x_mean",
-        "loses": LATER_THAN_STEP,
+        "loses": LATER_THAN_STEP + ["test_train_vp_score"],
     },
     {
         "name": "em-drift-added-forward-in-time",
         "cell": "em_step",
         "find": "x_mean = x - reverse_drift(score_fn, sde, x, t) * h",
         "replace": "x_mean = x + reverse_drift(score_fn, sde, x, t) * h",
-        "loses": LATER_THAN_STEP,
+        "loses": LATER_THAN_STEP + ["test_train_vp_score"],
     },
     {
         "name": "em-noise-drawn-on-x-device",
@@ -125,7 +127,7 @@ MUTANTS = [
         "cell": "em_sampler",
         "find": "        x, x_mean = em_step(score_fn, sde, x, ts[i], ts[i] - ts[i + 1], generator=generator)",
         "replace": "        x, x_mean = em_step(score_fn, sde, x, ts[n_steps - i], ts[i] - ts[i + 1], generator=generator)",
-        "loses": ["test_em_sampler"],
+        "loses": ["test_em_sampler", "test_train_vp_score"],
     },
     {
         "name": "sampler-returns-noisy-last-step",
@@ -184,5 +186,106 @@ MUTANTS = [
         "find": "    s = score_fn(x, _times(t, x))\n",
         "replace": "    x, _ = em_step(score_fn, sde, x, t, h, generator=generator)\n    s = score_fn(x, _times(t, x))\n",
         "loses": ["test_pc_step"],
+    },
+    # Exercise 7 (transfer): subvp_marginal
+    {
+        "name": "subvp-std-is-the-variance-root",
+        "cell": "subvp_marginal",
+        "find": "std = -torch.expm1(-integral)",
+        "replace": "std = (-torch.expm1(-integral)).sqrt()",
+        "loses": ["test_subvp_marginal"],
+    },
+    {
+        "name": "subvp-std-vp-formula",
+        "cell": "subvp_marginal",
+        "find": "std = -torch.expm1(-integral)",
+        "replace": "std = (-torch.expm1(-2 * integral)).sqrt()",
+        "loses": ["test_subvp_marginal"],
+    },
+    {
+        # issue 19 (extremes the spec names): 1 - exp(-B) cancels at t = 1e-9
+        "name": "subvp-std-with-cancellation",
+        "cell": "subvp_marginal",
+        "find": "std = -torch.expm1(-integral)",
+        "replace": "std = 1 - torch.exp(-integral)",
+        "loses": ["test_subvp_marginal"],
+    },
+    {
+        "name": "subvp-mean-without-one-half",
+        "cell": "subvp_marginal",
+        "find": "return _column((-0.5 * integral).exp(), x0) * x0, _column(std, x0)",
+        "replace": "return _column((-integral).exp(), x0) * x0, _column(std, x0)",
+        "loses": ["test_subvp_marginal"],
+    },
+    # Exercise 8 (transfer): subvp_reverse_drift
+    {
+        "name": "subvp-drift-vp-diffusion",
+        "cell": "subvp_reverse_drift",
+        "find": "g2 = beta * -torch.expm1(-2 * integral)",
+        "replace": "g2 = beta",
+        "loses": ["test_subvp_reverse_drift"],
+    },
+    {
+        "name": "subvp-drift-diffusion-one-minus-e-minus-b",
+        "cell": "subvp_reverse_drift",
+        "find": "g2 = beta * -torch.expm1(-2 * integral)",
+        "replace": "g2 = beta * -torch.expm1(-integral)",
+        "loses": ["test_subvp_reverse_drift"],
+    },
+    {
+        "name": "subvp-drift-plus-score",
+        "cell": "subvp_reverse_drift",
+        "find": "- _column(g2, x) * score_fn(x, t)",
+        "replace": "+ _column(g2, x) * score_fn(x, t)",
+        "loses": ["test_subvp_reverse_drift"],
+    },
+    # Exercise 9 (training, graded by outcome): models that train but miss the MMD bound
+    {
+        # the named weaker model of nb08_trained_score_mmd: 200 steps whatever the budget
+        "name": "train-stops-after-200-steps",
+        "cell": "train_vp_score",
+        "find": "for _ in range(n_steps):",
+        "replace": "for _ in range(min(n_steps, 200)):",
+        "loses": ["test_train_vp_score"],
+    },
+    {
+        # regresses -z instead of -z / sigma_t: the network learns sigma_t times the score
+        "name": "train-loss-without-the-std-factor",
+        "cell": "train_vp_score",
+        "find": "(std * net(mean + std * z, t) + z)",
+        "replace": "(net(mean + std * z, t) + z)",
+        "loses": ["test_train_vp_score"],
+    },
+    {
+        # times drawn from [0.3, 1]: the network never sees the small noise levels the sampler ends with
+        "name": "train-times-from-0.3",
+        "cell": "train_vp_score",
+        "find": "eps = 1e-3",
+        "replace": "eps = 0.3",
+        "loses": ["test_train_vp_score"],
+    },
+    {
+        "name": "train-returns-in-train-mode",
+        "cell": "train_vp_score",
+        "find": "return net.eval()",
+        "replace": "return net",
+        "loses": ["test_train_vp_score"],
+    },
+    # Exercise 10 (derivation)
+    {
+        # solves the VP condition 1 - alpha_t^2 = 1/4 instead of the sub-VP one
+        "name": "derivation-vp-std",
+        "cell": "subvp_half_std_time",
+        "find": "math.log(2)",
+        "replace": "math.log(4 / 3)",
+        "loses": ["test_subvp_half_std_time"],
+    },
+    # a correct solution written another way must pass every hidden test
+    {
+        "name": "correct-subvp-std-by-sinh",
+        "cell": "subvp_marginal",
+        "find": "std = -torch.expm1(-integral)",
+        "replace": "std = 2 * torch.exp(-0.5 * integral) * torch.sinh(0.5 * integral)",
+        "loses": [],
     },
 ]
