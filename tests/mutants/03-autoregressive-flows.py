@@ -8,7 +8,8 @@ MUTANTS = [
         "find": "(in_degrees[:, None] > prev[None, :])",
         "replace": "(in_degrees[:, None] >= prev[None, :])",
         # output k sees hidden units of its own degree, hence input k itself
-        "loses": ["test_made_masks", "test_made_masks_autoregressive"],
+        # (fit_maf builds on made_masks: its stack is then no flow, its density integrates to about 100)
+        "loses": ["test_made_masks", "test_made_masks_autoregressive", "test_fit_maf"],
     },
     {
         "name": "masks-hidden-strict",
@@ -16,7 +17,8 @@ MUTANTS = [
         "find": "(degrees[:, None] >= prev[None, :])",
         "replace": "(degrees[:, None] > prev[None, :])",
         # still autoregressive, but allowed connections are lost (the visible test sees them)
-        "loses": ["test_made_masks", "test_made_masks_autoregressive"],
+        # (in 2-D no hidden unit sees x_1 then: fit_maf's stack learns no dependence, KL about 1.1 nats)
+        "loses": ["test_made_masks", "test_made_masks_autoregressive", "test_fit_maf"],
     },
     {
         "name": "masks-degrees-from-index-not-position",
@@ -189,5 +191,94 @@ MUTANTS = [
         "find": "if x.dim() != 2:",
         "replace": "if x.dim() == 1:",
         "loses": ["test_is_lower_triangular"],
+    },
+    # Exercise 6 (issue 13, transfer): gaussian_maf_params
+    {
+        "name": "gaussian-alpha-is-log-variance",
+        "cell": "gaussian_maf_params",
+        "find": "return B, c, torch.log(d)",
+        "replace": "return B, c, 2 * torch.log(d)",
+        "loses": ["test_gaussian_maf_params"],
+    },
+    {
+        "name": "gaussian-B-from-the-cholesky-factor",
+        "cell": "gaussian_maf_params",
+        "find": "B = -(d[:, None] * L_inv).tril(diagonal=-1)",
+        "replace": "B = L.tril(diagonal=-1)",
+        "loses": ["test_gaussian_maf_params"],
+    },
+    {
+        "name": "gaussian-c-is-the-mean",
+        "cell": "gaussian_maf_params",
+        "find": "c = mean - B @ mean",
+        "replace": "c = mean",
+        # right for a diagonal covariance or a zero mean only
+        "loses": ["test_gaussian_maf_params"],
+    },
+    {
+        "name": "gaussian-accepts-asymmetric-cov",
+        "cell": "gaussian_maf_params",
+        "find": "if not torch.allclose(cov, cov.T):",
+        "replace": "if False:",
+        "loses": ["test_gaussian_maf_params"],
+    },
+    {
+        "name": "gaussian-detached",
+        "cell": "gaussian_maf_params",
+        "find": "L, info = torch.linalg.cholesky_ex(cov)",
+        "replace": "L, info = torch.linalg.cholesky_ex(cov.detach())\n    mean = mean.detach()",
+        "loses": ["test_gaussian_maf_params"],
+    },
+    {
+        # a correct solution in another style (conditional-Gaussian formulas, a loop over k): full marks
+        "name": "gaussian-conditional-formulas-correct",
+        "cell": "gaussian_maf_params",
+        "find": "    d = torch.diagonal(L)\n",
+        "replace": (
+            "    rows, scales = [], []\n"
+            "    for k in range(D):\n"
+            "        S11, s12 = cov[:k, :k], cov[:k, k]\n"
+            "        w = torch.linalg.solve(S11, s12) if k else cov.new_zeros(0)\n"
+            "        rows.append(torch.cat([w, cov.new_zeros(D - k)]))\n"
+            "        scales.append(0.5 * torch.log(cov[k, k] - s12 @ w))\n"
+            "    B = torch.stack(rows)\n"
+            "    return B, mean - B @ mean, torch.stack(scales)\n"
+            "    d = torch.diagonal(L)\n"
+        ),
+        "loses": [],
+    },
+    # Exercise 7 (issue 13, training graded by outcome): fit_maf
+    {
+        "name": "fit-maf-same-order-in-every-layer",
+        "cell": "fit_maf",
+        "find": "order = list(range(D))[::-1] if alternate and layer % 2 else list(range(D))",
+        "replace": "order = list(range(D))",
+        # trains, but x_1's marginal stays Gaussian: KL about 0.95 nats on the ring
+        "loses": ["test_fit_maf"],
+    },
+    {
+        "name": "fit-maf-log-det-detached",
+        "cell": "fit_maf",
+        "find": "total = total - alpha.sum(dim=1)",
+        "replace": "total = total - alpha.detach().sum(dim=1)",
+        # the same log_prob values, but the loss never sees the volume term: training shrinks z
+        "loses": ["test_fit_maf"],
+    },
+    {
+        "name": "fit-maf-log-det-missing",
+        "cell": "fit_maf",
+        "find": "total = total - alpha.sum(dim=1)",
+        "replace": "total = total",
+        # not a density any more: caught by the integral over the box
+        "loses": ["test_fit_maf"],
+    },
+    # Exercise 8 (issue 13, derivation): BANANA_MOMENTS
+    {
+        "name": "banana-variance-without-the-noise-term",
+        "cell": "banana_moments",
+        "find": "BANANA_MOMENTS = (1.0, 2.0 + math.exp(0.5))",
+        "replace": "BANANA_MOMENTS = (1.0, 2.0 + math.exp(0.25))",
+        # E[e^{z1/2}]^2 in place of E[e^{z1}]
+        "loses": ["test_banana_moments"],
     },
 ]

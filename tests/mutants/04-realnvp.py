@@ -17,21 +17,21 @@ MUTANTS = [
         "cell": "coupling_forward",
         "find": "ladj = -((1 - b) * s).reshape(x.shape[0], -1).sum(dim=1)",
         "replace": "ladj = -s.reshape(x.shape[0], -1).sum(dim=1)",
-        "loses": ["test_coupling_forward"],
+        "loses": ["test_coupling_forward", "test_fit_realnvp"],
     },
     {
         "name": "forward-exp-s-instead-of-exp-minus-s",
         "cell": "coupling_forward",
         "find": "(x - t) * torch.exp(-s)",
         "replace": "(x - t) * torch.exp(s)",
-        "loses": ["test_coupling_forward"],
+        "loses": ["test_coupling_forward", "test_fit_realnvp"],
     },
     {
         "name": "forward-conditioner-reads-unmasked-input",
         "cell": "coupling_forward",
         "find": "conditioner(b * x)",
         "replace": "conditioner(x)",
-        "loses": ["test_coupling_forward"],
+        "loses": ["test_coupling_forward", "test_fit_realnvp"],
     },
     {
         # issue 19, gradients: z and ladj have the right values, but no gradient flows through
@@ -41,7 +41,7 @@ MUTANTS = [
         "cell": "coupling_forward",
         "find": "t, s = conditioner(b * x).chunk(2, dim=1)",
         "replace": "t, s = conditioner(b * x).chunk(2, dim=1)\n    s = s.detach()",
-        "loses": ["test_coupling_forward"],
+        "loses": ["test_coupling_forward", "test_fit_realnvp"],
     },
     # Exercise 2: coupling_inverse
     {
@@ -149,5 +149,75 @@ MUTANTS = [
         "find": "total = total + ladj",
         "replace": "total = total + (ladj if k == len(transforms) - 1 else 0)",
         "loses": ["test_multiscale_log_prob"],
+    },
+    # Exercise 6 (issue 13, transfer): the sinh-arcsinh coupling
+    {
+        "name": "sas-forward-log-det-without-asinh-slope",
+        "cell": "sas_coupling",
+        "find": "- math.log(2.0) - 0.5 * torch.log1p(x**2)",
+        "replace": "- math.log(2.0)",
+        "loses": ["test_sas_coupling"],
+    },
+    {
+        "name": "sas-inverse-scales-after-the-shift",
+        "cell": "sas_coupling",
+        "find": "v = (torch.asinh(z) + t) * torch.exp(-s)",
+        "replace": "v = torch.asinh(z) * torch.exp(-s) + t",
+        "loses": ["test_sas_coupling"],
+    },
+    {
+        "name": "sas-forward-log-det-over-all-entries",
+        "cell": "sas_coupling",
+        "find": "return z, ((1 - b) * log_slope).sum(dim=1)",
+        "replace": "return z, log_slope.sum(dim=1)",
+        "loses": ["test_sas_coupling"],
+    },
+    {
+        "name": "sas-no-check-of-the-conditioner-output",
+        "cell": "sas_coupling",
+        "find": "if tuple(out.shape) != (x.shape[0], 2 * x.shape[1]):",
+        "replace": "if False:",
+        # chunk(2) of a (7, 6) output runs and gives 3 columns each: broadcasting fails or not
+        "loses": ["test_sas_coupling"],
+    },
+    {
+        # a correct solution in another style (log cosh directly, no stable form): full marks
+        "name": "sas-plain-log-cosh-correct",
+        "cell": "sas_coupling",
+        "find": "log_slope = s + u.abs() + torch.log1p(torch.exp(-2 * u.abs())) - math.log(2.0) - 0.5 * torch.log1p(x**2)",
+        "replace": "log_slope = s + torch.log(torch.cosh(u)) - 0.5 * torch.log(1 + x * x)",
+        "loses": [],
+    },
+    # Exercise 7 (issue 13, training graded by outcome): fit_realnvp
+    {
+        "name": "fit-realnvp-same-mask-in-every-layer",
+        "cell": "fit_realnvp",
+        "find": "kept = [(layer % 2 if alternate else 0) for layer in range(n_layers)]",
+        "replace": "kept = [0 for layer in range(n_layers)]",
+        # trains, but x_1 passes to the base untouched: NLL about 1.65 nats
+        "loses": ["test_fit_realnvp"],
+    },
+    {
+        "name": "fit-realnvp-log-det-sign",
+        "cell": "fit_realnvp",
+        "find": "total = total + ladj",
+        "replace": "total = total - ladj",
+        "loses": ["test_fit_realnvp"],
+    },
+    {
+        "name": "fit-realnvp-tenth-of-the-steps",
+        "cell": "fit_realnvp",
+        "find": "for _ in range(steps):",
+        "replace": "for _ in range(steps // 10):",
+        "loses": ["test_fit_realnvp"],
+    },
+    # Exercise 8 (issue 13, derivation): SAME_MASK_EXCESS_NLL
+    {
+        "name": "same-mask-kl-the-wrong-way-round",
+        "cell": "same_mask_excess",
+        "find": "SAME_MASK_EXCESS_NLL = (0.25 + 4.0 - 1.0) / 2 - math.log(0.5)",
+        "replace": "SAME_MASK_EXCESS_NLL = (1.0 + 4.0) / (2 * 0.25) - 0.5 + math.log(0.5)",
+        # KL(N(0, 1) || N(2, 0.5^2))
+        "loses": ["test_same_mask_excess"],
     },
 ]
