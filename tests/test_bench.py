@@ -73,8 +73,12 @@ def test_make_bench_quick_writes_a_well_formed_report(tmp_path):
 
     import ring_kl
 
-    kl = find(sections, "Ring of 8 Gaussians")
+    kl = find(sections, "Ring of 8 Gaussians: KL(p || q) after a fixed wall-clock budget")
     assert [r["model"] for r in kl] == list(ring_kl.MODELS)
+    # the same models for a fixed number of steps each (run.py's quick budget: 20), whatever the load
+    per_step = find(sections, "Ring of 8 Gaussians: KL(p || q) after a fixed number of steps")
+    assert [r["model"] for r in per_step] == list(ring_kl.MODELS)
+    assert all(number(r["steps"]) == 20 for r in per_step if not r["KL (nats)"].startswith("diverged")), per_step
     for r in kl:
         assert number(r["steps"]) >= 1 and number(r["seconds"]) > 0 and number(r["steps/s"]) > 0
         if not r["KL (nats)"].startswith("diverged: loss became"):  # a diverging setting is reported, with its step
