@@ -100,7 +100,8 @@ def test_grader_bookkeeping(course_copy, tmp_path):
 def test_wrong_implementations_lose_points(asg):
     mutant_list = mutants.load(asg)
     assert mutant_list, f"tests/mutants/{asg}.py has no wrong implementations for {asg}"
-    solution_cells = {grade_meta(c)["grade_id"] for c in source_notebook(asg).cells if grade_meta(c).get("solution")}
+    solution_cells = {grade_meta(c)["grade_id"] for c in source_notebook(asg).cells
+                      if grade_meta(c).get("solution") and c.cell_type == "code"}  # written answers are graded by hand
     assert solution_cells <= {m["cell"] for m in mutant_list}, "every exercise needs at least one mutant"
     proc = subprocess.run([sys.executable, str(Path(__file__).parent / "run_mutants.py"), asg],
                           capture_output=True, text=True, timeout=1200)
