@@ -379,7 +379,7 @@ def reference_cells() -> dict[str, str]:
     out = {}
     for cell in _source_notebook()["cells"]:
         meta = cell.get("metadata", {}).get("nbgrader", {})
-        if meta.get("solution"):
+        if meta.get("solution") and cell.get("cell_type") == "code":  # written answers are not code
             src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
             out[meta["grade_id"]] = src
     return out
@@ -418,7 +418,7 @@ def notebook(student: str) -> dict:
     mine = cells(student)
     for cell in nb["cells"]:
         meta = cell.get("metadata", {}).get("nbgrader", {})
-        if meta.get("solution") and meta.get("grade_id") in mine:
+        if meta.get("solution") and meta.get("grade_id") in mine and cell.get("cell_type") == "code":
             cell["source"] = mine[meta["grade_id"]]
             cell["outputs"] = []
             cell["execution_count"] = None
