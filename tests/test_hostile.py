@@ -35,7 +35,8 @@ def _meta(cell) -> dict:
 
 
 def _solution_cells(nb):
-    return [c for c in nb.cells if _meta(c).get("solution")]
+    """The code solution cells (written answers are markdown: nothing there runs)."""
+    return [c for c in nb.cells if _meta(c).get("solution") and c.cell_type == "code"]
 
 
 def _test_cells(nb):
