@@ -52,7 +52,8 @@ def _prepend_to_solution(nb, index: int, code: str):
 
 def _cases(solution, release, other_solution) -> dict[str, object]:
     cases: dict[str, object] = {"good": solution}
-    cases["infinite_loop"] = _prepend_to_solution(solution, -1, "while True:\n    pass")
+    fit = [i for i, c in enumerate(_solution_cells(solution)) if _meta(c)["grade_id"] == "fit_cdf_flow"][0]
+    cases["infinite_loop"] = _prepend_to_solution(solution, fit, "while True:\n    pass")
     cases["kernel_exit"] = _prepend_to_solution(solution, 1, "import os\nos._exit(1)")
     cases["kernel_segfault"] = _prepend_to_solution(solution, 1, "import ctypes\nctypes.string_at(0)")
     # The out-of-memory killer sends SIGKILL; allocating for real would endanger the machine.
