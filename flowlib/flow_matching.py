@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .ode import VelocityFn, velocity_log_prob, velocity_sample
 from .score import _check_batch, _expand, _flat
-from .sde import VPSDE
+from .sde import VPSDE, batch_times
 
 __all__ = ["ProbabilityPath", "LinearPath", "VPPath", "cfm_loss", "fm_sample", "fm_log_prob", "reflow_pairs", "straightness"]
 
@@ -50,11 +50,7 @@ class ProbabilityPath:
         return self.coefficients(t)
 
     def _times(self, t, x: Tensor) -> Tensor:
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-        if t.dim() == 0:
-            t = t.expand(x.shape[0])
-        if t.shape != (x.shape[0],):
-            raise ValueError(f"t must be a scalar or have shape (batch,) = ({x.shape[0]},), got {tuple(t.shape)}")
+        t = batch_times(t, x)
         if ((t < 0) | (t > 1)).any():
             raise ValueError("t must lie in [0, 1] (0: data, 1: noise)")
         return t

@@ -25,6 +25,16 @@ from .score import _check_batch, _check_score, _expand, _flat
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
 
+def batch_times(t, x: Tensor) -> Tensor:
+    """t (a scalar or (batch,)) as a (batch,) tensor on x's device and dtype."""
+    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    if t.dim() == 0:
+        t = t.expand(x.shape[0])
+    if t.shape != (x.shape[0],):
+        raise ValueError(f"t must be a scalar or have shape (batch,) = ({x.shape[0]},), got {tuple(t.shape)}")
+    return t
+
+
 class SDE:
     """A linear diffusion with Gaussian marginals ``x_t = alpha_t x_0 + sigma_t z``.
 
@@ -33,13 +43,7 @@ class SDE:
     T: float = 1.0
 
     def _times(self, t, x: Tensor) -> Tensor:
-        """t as a (batch,) tensor on x's device and dtype."""
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-        if t.dim() == 0:
-            t = t.expand(x.shape[0])
-        if t.shape != (x.shape[0],):
-            raise ValueError(f"t must be a scalar or have shape (batch,) = ({x.shape[0]},), got {tuple(t.shape)}")
-        return t
+        return batch_times(t, x)
 
     def drift_diffusion(self, x: Tensor, t) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
