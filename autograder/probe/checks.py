@@ -8,6 +8,7 @@ returns the measured error where there is one. A NaN anywhere is a wrong answer.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import torch
@@ -81,3 +82,26 @@ def one_thread(test):
             torch.set_num_threads(threads)
 
     return run
+
+
+def trained_density_2d(student, model, x_test: torch.Tensor, what: str, lim: float = 4.0, n: int = 161) -> torch.Tensor:
+    """A training exercise's returned 2-D density model, judged on held-out points: it must be a
+    module whose ``log_prob`` gives one finite float32 value per point of ``x_test``, and whose
+    density integrates (trapezoid rule on ``[-lim, lim]^2``) to between 0.9 and 1.05, which
+    rejects a model that inflates its log-density. Returns the held-out log-densities."""
+    if isinstance(model, (torch.Tensor, tuple, list, dict, int, float, str, type(None))):
+        raise AssertionError(f"{what}: return the trained model (a torch.nn.Module), got {type(model).__name__}")
+    log_q = tensor(student.method(model, "log_prob", x_test), f"{what}, then log_prob(float32 {tuple(x_test.shape)})",
+                   shape=(x_test.shape[0],), dtype=torch.float32)
+    finite(log_q, f"{what}, log_prob on held-out points")
+    lin = torch.linspace(-lim, lim, n)
+    grid = torch.stack(torch.meshgrid(lin, lin, indexing="ij"), dim=-1).reshape(-1, 2)
+    values = tensor(student.method(model, "log_prob", grid), what + ", log_prob on a grid", shape=(n * n,))
+    w = torch.ones(n, dtype=torch.float64)
+    w[0] = w[-1] = 0.5
+    h = 2 * lim / (n - 1)
+    mass = (values.double().nan_to_num(nan=math.inf).reshape(n, n).exp() * w[:, None] * w[None, :]).sum().item() * h * h
+    if not 0.9 < mass < 1.05:
+        raise AssertionError(f"{what}: exp(log_prob) integrates to {mass:.3f} over [-{lim:g}, {lim:g}]^2, not to about 1 "
+                             "(allowed: 0.9 to 1.05): is a log-determinant missing or of the wrong sign?")
+    return log_q
