@@ -12,7 +12,9 @@ another cell skips it.
 
 An assignment with grader-side hidden tests (``solutions/<asg>/hidden_tests.py``, see
 autograder/verdicts.py) is judged the way grade.py judges it: each mutant's code runs in a
-probe process and the hidden-test functions decide, with the seed as the grading seed.
+probe process and the hidden-test functions decide, with the seed as the grading seed; the
+runs are independent and go side by side in ``--jobs`` worker processes (default: one per
+core, at most 4).
 """
 from __future__ import annotations
 
@@ -42,26 +44,47 @@ def failing_tests(nb: nbformat.NotebookNode, shell) -> list[str]:
     return failed
 
 
-def main_verdicts(asg: str, seeds: list[int]) -> None:
+def _verdict_job(asg: str, cells: list[dict], seed: int, label: str, only: set[str] | None) -> list[str]:
+    """One reference or mutant run, in a worker process: the names of the failing test cells."""
+    sys.path.insert(0, str(HERE.parent / "autograder"))
+    import torch
+    import verdicts
+
+    torch.set_num_threads(1)  # the workers share the cores; their tensors are small
+    found = verdicts.evaluate(asg, cells, seed=seed, only=only)
+    for gid, v in found.items():
+        if not v.passed:
+            print(f"{label}: {gid}: {v.message[:300]}", file=sys.stderr, flush=True)
+    return [gid for gid, v in found.items() if not v.passed]
+
+
+def jobs_default() -> int:
+    """Parallel runs: FLOWLIB_MUTANT_JOBS, else one per core up to 4. Each run is a probe
+    process (one torch thread) plus the grader-side tests in a worker (one torch thread), which
+    mostly take turns, so one run per core keeps the cores busy without oversubscribing."""
+    if os.environ.get("FLOWLIB_MUTANT_JOBS"):
+        return max(1, int(os.environ["FLOWLIB_MUTANT_JOBS"]))
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def main_verdicts(asg: str, seeds: list[int], jobs: int) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     sys.path.insert(0, str(HERE.parent / "autograder"))
     import verdicts
 
     source = HERE.parent / "solutions" / asg / f"{asg}.ipynb"
     hidden = verdicts.load(asg)
     test_ids = set(hidden.points)
-
-    def failing(nb, seed: int, label: str, only: set[str] | None = None) -> list[str]:
-        found = verdicts.evaluate(asg, verdicts.student_cells(nb, test_ids), seed=seed, only=only)
-        for gid, v in found.items():
-            if not v.passed:
-                print(f"{label}: {gid}: {v.message[:300]}", file=sys.stderr)
-        return [gid for gid, v in found.items() if not v.passed]
-
+    runs: dict[str, tuple] = {}  # label -> (cells, seed, only); the report keeps this order
+    report: dict[str, list[str]] = {}
     if seeds:
-        report = {f"seed {s}": failing(nbformat.read(source, as_version=4), s, f"seed {s}") for s in seeds}
+        for s in seeds:
+            runs[f"seed {s}"] = (verdicts.student_cells(nbformat.read(source, as_version=4), test_ids), s, None)
     else:
         seed = int(os.environ.get("FLOWLIB_SEED", "0"))
-        report = {"(reference)": failing(nbformat.read(source, as_version=4), seed, "(reference)")}
+        runs["(reference)"] = (verdicts.student_cells(nbformat.read(source, as_version=4), test_ids), seed, None)
         for m in mutants.load(asg):
             nb = nbformat.read(source, as_version=4)
             cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == m["cell"]]
@@ -73,14 +96,22 @@ def main_verdicts(asg: str, seeds: list[int]) -> None:
             # runs is skipped for a mutant of any other cell: it gives the reference's verdict
             # there (a pass, which "(reference)" asserts in this same run).
             skip = {gid for gid, used in (hidden.uses or {}).items() if m["cell"] not in used}
-            report[m["name"]] = failing(nb, seed, m["name"], only=test_ids - skip)
+            runs[m["name"]] = (verdicts.student_cells(nb, test_ids), seed, test_ids - skip)
+    # Each run is independent (its own probe process, its own grading seed), so they run side by
+    # side in worker processes; "spawn", because this process has torch's threads already.
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {label: pool.submit(_verdict_job, asg, cells, s, label, only)
+                   for label, (cells, s, only) in runs.items()}
+        for label, fut in futures.items():
+            report[label] = fut.result()
+    order = list(runs) + [k for k in report if k not in runs]
     sys.stdout.flush()
-    print("\n" + json.dumps(report))
+    print("\n" + json.dumps({k: report[k] for k in order}))
 
 
-def main(asg: str, seeds: list[int]) -> None:
+def main(asg: str, seeds: list[int], jobs: int) -> None:
     if (HERE.parent / "solutions" / asg / "hidden_tests.py").is_file():
-        return main_verdicts(asg, seeds)
+        return main_verdicts(asg, seeds, jobs)
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("FLOWLIB_PROGRESS", "0")
     from IPython.core.interactiveshell import InteractiveShell
@@ -113,5 +144,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("assignment")
     parser.add_argument("--seeds", type=int, nargs="*", default=[])
+    parser.add_argument("--jobs", type=int, default=None, help="parallel runs (default: FLOWLIB_MUTANT_JOBS or one per core, at most 4)")
     args = parser.parse_args()
-    main(args.assignment, args.seeds)
+    main(args.assignment, args.seeds, args.jobs or jobs_default())
