@@ -303,7 +303,7 @@ def graded_names(repo: Path, assignment: str) -> list[str]:
 
 
 def resolve(dotted: str):
-    """The object a dotted name such as ``flowlib.gmm.GaussianMixture.score`` names: the
+    """The object a dotted name such as ``flowlib.diffusion.gmm.GaussianMixture.score`` names: the
     longest importable module prefix, then attributes; a class attribute is read statically
     and a staticmethod, classmethod or property is unwrapped to its function (so that its
     source can be read). tests/test_answer_leaks.py resolves the same names with it."""

@@ -24,9 +24,9 @@ import time
 import torch
 
 from bench_common import emit, fmt
-from flowlib.gmm import GaussianMixture
-from flowlib.ode import ode_log_prob
-from flowlib.sde import VESDE, VPSDE
+from flowlib.diffusion.gmm import GaussianMixture
+from flowlib.diffusion.ode import ode_log_prob
+from flowlib.diffusion.sde import VESDE, VPSDE
 
 EPS = 1e-5
 

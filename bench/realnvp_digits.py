@@ -17,9 +17,9 @@ import time
 import torch
 
 import flowlib
-from flowlib.coupling import realnvp_image
+from flowlib.flows.coupling import realnvp_image
 from flowlib.data import DIGITS_N_BINS, load_digits_split
-from flowlib.dequantization import dequantized_bits_per_dim, dequantized_log_likelihood, histogram_baseline_bpd
+from flowlib.flows.dequantization import dequantized_bits_per_dim, dequantized_log_likelihood, histogram_baseline_bpd
 
 
 @torch.no_grad()

@@ -27,10 +27,10 @@ import time
 import torch
 
 from bench_common import emit, fmt
-from flowlib.autoregressive import maf, mixture_cdf_flow_2d
-from flowlib.coupling import realnvp
+from flowlib.flows.autoregressive import maf, mixture_cdf_flow_2d
+from flowlib.flows.coupling import realnvp
 from flowlib.data import ring_of_gaussians, ring_of_gaussians_log_prob
-from flowlib.splines import nsf_autoregressive, nsf_coupling
+from flowlib.flows.splines import nsf_autoregressive, nsf_coupling
 
 N_EVAL = 20_000
 EVAL_SEED = 12345

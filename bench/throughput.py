@@ -21,8 +21,8 @@ import time
 import torch
 
 from bench_common import emit, fmt
-from flowlib.autoregressive import maf
-from flowlib.coupling import realnvp
+from flowlib.flows.autoregressive import maf
+from flowlib.flows.coupling import realnvp
 
 TRANSFORMS = 5
 HIDDEN = (64, 64)

@@ -23,11 +23,11 @@ __all__ = [
 __version__ = "0.1.0"
 
 # Score-based side: ground-truth mixture, score matching, diffusion SDEs, probability flow.
-from .bits import bits_per_dim
-from .gmm import GaussianMixture
-from .ode import ode_log_prob, ode_sample, probability_flow_drift
-from .score import ScoreMLP, annealed_langevin, dsm_loss, esm_loss, geometric_sigmas, langevin, ssm_loss
-from .sde import SDE, VESDE, VPSDE, euler_maruyama, pc_sample, sde_dsm_loss
+from .flows.bits import bits_per_dim
+from .diffusion.gmm import GaussianMixture
+from .diffusion.ode import ode_log_prob, ode_sample, probability_flow_drift
+from .diffusion.score import ScoreMLP, annealed_langevin, dsm_loss, esm_loss, geometric_sigmas, langevin, ssm_loss
+from .diffusion.sde import SDE, VESDE, VPSDE, euler_maruyama, pc_sample, sde_dsm_loss
 
 __all__ += [
     "GaussianMixture",
@@ -51,7 +51,7 @@ __all__ += [
 ]
 
 # Planar and autoregressive flows, variational-inference targets, 2-D toy data.
-from .autoregressive import (
+from .flows.autoregressive import (
     IAF,
     MADE,
     AutoregressiveMixtureCDF2D,
@@ -62,8 +62,8 @@ from .autoregressive import (
     maf,
     mixture_cdf_flow_2d,
 )
-from .energies import TEST_ENERGIES, reverse_kl_loss
-from .planar import Planar, planar_flow
+from .flows.energies import TEST_ENERGIES, reverse_kl_loss
+from .flows.planar import Planar, planar_flow
 
 __all__ += [
     "Planar",
@@ -82,7 +82,7 @@ __all__ += [
 ]
 
 # Coupling flows, multi-scale architecture, Glow layers, dequantization.
-from .coupling import (
+from .flows.coupling import (
     ActNorm,
     AdditiveCoupling,
     AffineCoupling,
@@ -99,7 +99,7 @@ from .coupling import (
     realnvp,
     realnvp_image,
 )
-from .dequantization import (
+from .flows.dequantization import (
     LogitTransform,
     VariationalDequantizer,
     dequantized_bits_per_dim,
@@ -133,11 +133,11 @@ __all__ += [
 ]
 
 # Neural spline flows and Glow (flows part); flow matching and DDPM/DDIM (diffusion part).
-from .ddpm import EpsMLP, NoiseSchedule, ddim_sample, ddpm_loss, ddpm_sample, drop_labels, guided_eps, tweedie_denoise
-from .flow_matching import LinearPath, VPPath, cfm_loss, fm_log_prob, fm_sample, reflow_pairs, straightness
-from .glow import glow, glow_step
-from .ode import velocity_log_prob, velocity_sample
-from .splines import RationalQuadraticSpline, SplineAutoregressive, SplineCoupling, nsf_autoregressive, nsf_coupling
+from .diffusion.ddpm import EpsMLP, NoiseSchedule, ddim_sample, ddpm_loss, ddpm_sample, drop_labels, guided_eps, tweedie_denoise
+from .diffusion.flow_matching import LinearPath, VPPath, cfm_loss, fm_log_prob, fm_sample, reflow_pairs, straightness
+from .flows.glow import glow, glow_step
+from .diffusion.ode import velocity_log_prob, velocity_sample
+from .flows.splines import RationalQuadraticSpline, SplineAutoregressive, SplineCoupling, nsf_autoregressive, nsf_coupling
 
 __all__ += [
     "RationalQuadraticSpline",

@@ -183,7 +183,7 @@ _BLOCKED_MESSAGE = (
 
 
 def _resolve(target: str):
-    """'flowlib.onedim.mixture_cdf' -> (module or class owner, attribute name, object)."""
+    """'flowlib.flows.onedim.mixture_cdf' -> (module or class owner, attribute name, object)."""
     parts = target.split(".")
     for cut in range(len(parts) - 1, 0, -1):
         try:
@@ -224,8 +224,8 @@ def _block_function(fn: types.FunctionType, name: str, saved: list) -> None:
 def block_reference(*targets: str) -> Iterator[None]:
     """Make the named flowlib references unusable inside the block.
 
-    A target is a dotted path to a function (``'flowlib.onedim.mixture_cdf'``) or a class
-    (``'flowlib.onedim.MixtureCDF'``, which blocks all of its methods). The function's code
+    A target is a dotted path to a function (``'flowlib.flows.onedim.mixture_cdf'``) or a class
+    (``'flowlib.flows.onedim.MixtureCDF'``, which blocks all of its methods). The function's code
     object itself is swapped, so a copy the student imported earlier under another name is
     blocked too. A call raises :class:`ReferenceBlockedError` naming the reference.
 

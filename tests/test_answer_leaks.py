@@ -290,20 +290,20 @@ OBJECTS = graded_objects()
 def test_graded_names_are_found_and_resolve():
     names = graded_names()
     assert len(names) >= 30, f"only {len(names)} graded names found in solutions/: {sorted(names)}"
-    for probe in ("flowlib.onedim.mixture_cdf", "flowlib.score.esm_loss", "flowlib.ode.ode_log_prob"):
+    for probe in ("flowlib.flows.onedim.mixture_cdf", "flowlib.diffusion.score.esm_loss", "flowlib.diffusion.ode.ode_log_prob"):
         assert probe in names, f"{probe} is not among the graded names: the collector is broken"
     assert all(len(g.lines) >= 1 for g in OBJECTS)
-    assert any(g.name.endswith("-> flowlib.dequantization._into_cells") or g.name.endswith("_into_cells") for g in OBJECTS)
+    assert any(g.name.endswith("-> flowlib.flows.dequantization._into_cells") or g.name.endswith("_into_cells") for g in OBJECTS)
 
 
 def test_leak_detector_catches_a_pasted_listing(tmp_path):
     """The detector itself: a chapter that includes a graded object is caught, with the name,
     the place and the first leaked line; a chapter that only calls it is not."""
     md = tmp_path / "chapter.md"
-    md.write_text(f"# x\n\n```{{literalinclude}} {REPO / 'flowlib' / 'score.py'}\n:language: python\n"
+    md.write_text(f"# x\n\n```{{literalinclude}} {REPO / 'flowlib' / 'diffusion' / 'score.py'}\n:language: python\n"
                   f":pyobject: esm_loss\n```\n\nloss = flowlib.esm_loss(model, x)\n")
     leaks = find_leaks("chapter.md", expand_literalincludes(md), OBJECTS)
-    assert leaks and "flowlib.score.esm_loss" in leaks[0] and "line 3" in leaks[0], leaks
+    assert leaks and "flowlib.diffusion.score.esm_loss" in leaks[0] and "line 3" in leaks[0], leaks
     md.write_text("loss = flowlib.esm_loss(model, x)\n")
     assert not find_leaks("chapter.md", expand_literalincludes(md), OBJECTS)
 

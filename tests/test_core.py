@@ -6,7 +6,7 @@ import torch
 
 import flowlib
 from flowlib import Beta, BoxUniform, Compose, Flow, Inverse, StandardNormal, fit, seed_everything
-from flowlib.onedim import Affine, MixtureCDF, Probit
+from flowlib.flows.onedim import Affine, MixtureCDF, Probit
 from flowlib.testing import check_bijection, check_density_integrates, check_device_dtype
 from outcomes import Check, outcome
 

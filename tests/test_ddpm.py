@@ -1,4 +1,4 @@
-"""DDPM, DDIM, Tweedie and guidance (flowlib/ddpm.py) against ground truth: the schedules'
+"""DDPM, DDIM, Tweedie and guidance (flowlib/diffusion/ddpm.py) against ground truth: the schedules'
 closed forms and their VP-SDE limit, the chain's variance recursion, parameterisation round
 trips, Tweedie's posterior mean by grid integration, DDIM on Gaussian data against the exact
 probability-flow map, the losses' weights, guidance against the oracle's guided score."""
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from flowlib import GaussianMixture
-from flowlib.ddpm import (
+from flowlib.diffusion.ddpm import (
     EpsMLP,
     NoiseSchedule,
     convert,

@@ -23,7 +23,7 @@ from flowlib import (
     uniform_dequantize,
 )
 from flowlib.data import DIGITS_N_BINS, load_digits_split
-from flowlib.onedim import Affine
+from flowlib.flows.onedim import Affine
 from flowlib.testing import check_bijection, check_density_integrates, check_log_det
 from outcomes import Check, outcome
 
@@ -67,7 +67,7 @@ def test_uniform_dequantize_lands_in_the_cell(dtype, n_bins, device):
 def test_dequantize_float32_edge_of_cell():
     """u just below 1 rounds (x + u) / n_bins up to the next cell in float32; it must be
     pulled back so floor(y * n_bins) == x still holds."""
-    from flowlib.dequantization import _into_cells
+    from flowlib.flows.dequantization import _into_cells
 
     x = torch.arange(256)[:, None]
     u = torch.full((256, 1), 1 - 2**-24, dtype=torch.float32)

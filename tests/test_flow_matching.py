@@ -1,4 +1,4 @@
-"""Flow matching (flowlib/flow_matching.py) and the mixture's exact velocity against ground
+"""Flow matching (flowlib/diffusion/flow_matching.py) and the mixture's exact velocity against ground
 truth: the continuity equation by autograd, the VP path against the probability-flow drift,
 the limits t = 0 and t = 1, likelihoods against the exact density, a linear field whose flow
 is a matrix exponential (value and gradient), and straightness."""
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from flowlib import VPSDE, GaussianMixture, probability_flow_drift
-from flowlib.flow_matching import LinearPath, VPPath, cfm_loss, fm_log_prob, fm_sample, reflow_pairs, straightness
-from flowlib.ode import velocity_sample
+from flowlib.diffusion.flow_matching import LinearPath, VPPath, cfm_loss, fm_log_prob, fm_sample, reflow_pairs, straightness
+from flowlib.diffusion.ode import velocity_sample
 
 F64 = torch.float64
 

@@ -1,4 +1,4 @@
-"""Glow (flowlib/glow.py): a step and the multi-scale stack against ground truth (round trip,
+"""Glow (flowlib/flows/glow.py): a step and the multi-scale stack against ground truth (round trip,
 log-dets against slogdet of the autograd Jacobian in float64, forward + inverse cancel), and
 ActNorm's data-dependent initialisation."""
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flowlib.glow import glow, glow_step
+from flowlib.flows.glow import glow, glow_step
 from flowlib.testing import check_bijection
 
 

@@ -89,7 +89,7 @@ def _cases(solution, release, other_solution) -> dict[str, object]:
         solution, 0, "import sys, warnings\nwarnings.warn('a harmless warning')\nprint('progress...', file=sys.stderr)")
     calls_ref = copy.deepcopy(solution)
     cell = [c for c in calls_ref.cells if _meta(c).get("grade_id") == "mixture_cdf"][0]
-    cell.source = cell.source.replace("### BEGIN SOLUTION", "### BEGIN SOLUTION\n    return flowlib.onedim.mixture_cdf(x, logits, means, log_scales)", 1)
+    cell.source = cell.source.replace("### BEGIN SOLUTION", "### BEGIN SOLUTION\n    return flowlib.flows.onedim.mixture_cdf(x, logits, means, log_scales)", 1)
     cases["calls_reference"] = calls_ref
     patches = (
         "import numpy.testing, math\n"
@@ -107,7 +107,7 @@ def _cases(solution, release, other_solution) -> dict[str, object]:
     # Honest students: reading flowlib's source, a copy-pasted setup cell, a big figure.
     cases["inspect_getsource"] = _prepend_to_solution(
         solution, 0, "import inspect\nfrom inspect import getsource, signature\n"
-                     "print(len(inspect.getsource(flowlib.onedim)), signature(getsource))")
+                     "print(len(inspect.getsource(flowlib.flows.onedim)), signature(getsource))")
     nb = copy.deepcopy(solution)
     setup = next(c for c in nb.cells if _meta(c).get("grade_id") == "setup")
     nb.cells.insert(0, copy.deepcopy(setup))  # a copy above (re-ordered) ...
@@ -142,9 +142,9 @@ def test_scan_flags_tampering_and_passes_normal_code():
 
 
 def test_scan_allows_read_only_introspection():
-    for code in ("import inspect\nprint(inspect.getsource(flowlib.onedim.mixture_cdf))",
+    for code in ("import inspect\nprint(inspect.getsource(flowlib.flows.onedim.mixture_cdf))",
                  "from inspect import getsource, signature, getdoc\nsignature(torch.sigmoid)",
-                 "help(flowlib.onedim)\nprint(dir(flowlib), flowlib.onedim.__doc__)"):
+                 "help(flowlib.flows.onedim)\nprint(dir(flowlib), flowlib.flows.onedim.__doc__)"):
         assert scan_source(code) == [], f"read-only introspection flagged: {code!r}: {scan_source(code)}"
     for code in ("import inspect\ninspect.currentframe().f_back", "from inspect import stack",
                  "import inspect\nx = inspect.stack()[1]"):

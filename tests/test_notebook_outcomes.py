@@ -62,7 +62,7 @@ def _true_nll(x, weights, means, stds):
 
 
 def _held_out_nll(x, params):
-    _, log_density = flowlib.onedim.mixture_cdf(x, *(p.to(torch.float64) for p in params))
+    _, log_density = flowlib.flows.onedim.mixture_cdf(x, *(p.to(torch.float64) for p in params))
     return -log_density.mean().item()
 
 
@@ -104,7 +104,7 @@ def nb01_fit_three_bumps(seed: int, weaker: bool = False) -> dict:
          extra={"asg": "05-dequantization", "file": "hidden_tests.py",
                 "snippet": "abs(off.mean().item() - 0.5) < 0.1 and abs(off.var().item() - 1 / 12) < 0.025"})
 def nb05_dequantize_offsets(seed: int, weaker: bool = False) -> dict:
-    from flowlib.dequantization import uniform_dequantize
+    from flowlib.flows.dequantization import uniform_dequantize
 
     mean_err = var_err = 0.0
     for s, n_bins, shape, dtype in [(11, 17, (64, 1, 8, 8), torch.float64), (12, 256, (32, 3, 4, 4), torch.float32),
@@ -119,8 +119,8 @@ def nb05_dequantize_offsets(seed: int, weaker: bool = False) -> dict:
 
 
 def _toy_bound(seed: int, shift: float = 0.0):
-    from flowlib.dequantization import dequantized_log_likelihood
-    from flowlib.onedim import Affine
+    from flowlib.flows.dequantization import dequantized_log_likelihood
+    from flowlib.flows.onedim import Affine
 
     toy = flowlib.Flow(flowlib.StandardNormal(1), Affine(0.45, 0.15, shape=(1,), learnable=False)).double()
     k = torch.arange(4, dtype=torch.float64)
@@ -203,7 +203,7 @@ def nb07_langevin_level_var(seed: int, weaker: bool = False) -> dict:
          weaker="plain Langevin at the smallest level only (sigma = 1, 500 steps): stuck with the initial split",
          extra={"asg": "07-annealed-langevin", "file": "hidden_tests.py", "snippet": "abs(w - 0.8) < 0.1"})
 def nb07_mode_weights(seed: int, weaker: bool = False) -> dict:
-    from flowlib.score import geometric_sigmas
+    from flowlib.diffusion.score import geometric_sigmas
 
     two = GaussianMixture(torch.tensor([0.8, 0.2], dtype=torch.float64), torch.tensor([[-4.0, -4.0], [4.0, 4.0]], dtype=torch.float64), stds=1.0)
     gen = torch.Generator().manual_seed(1_000_003 * seed + 909)  # hidden_tests.py's generator(seed, 909)

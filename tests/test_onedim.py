@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from flowlib import Beta, BoxUniform, Compose, Flow, StandardNormal, fit, seed_everything
-from flowlib.onedim import Affine, Logit, MixtureCDF, Probit, bisection_inverse, mixture_cdf
+from flowlib.flows.onedim import Affine, Logit, MixtureCDF, Probit, bisection_inverse, mixture_cdf
 from flowlib.testing import check_bijection, check_density_integrates
 from outcomes import Check, outcome
 

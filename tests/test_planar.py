@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from flowlib import Planar, StandardNormal, fit, planar_flow
-from flowlib.energies import TEST_ENERGIES, reverse_kl_loss, u1, u2, u3, u4
+from flowlib.flows.energies import TEST_ENERGIES, reverse_kl_loss, u1, u2, u3, u4
 from flowlib.testing import check_density_integrates, check_device_dtype, check_log_det
 from outcomes import Check, outcome
 

@@ -15,7 +15,7 @@ from flowlib import (
     langevin,
     ssm_loss,
 )
-from flowlib.score import jacobian_trace
+from flowlib.diffusion.score import jacobian_trace
 from flowlib.testing import check_device_dtype
 from outcomes import Check, outcome
 

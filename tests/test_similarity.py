@@ -70,7 +70,7 @@ def test_stub_magics_and_broken_code():
 
 def test_graded_names_come_from_the_stub_list():
     names = similarity.graded_names(REPO, ASG)
-    assert "flowlib.onedim.mixture_cdf" in names and "flowlib.onedim.bisection_inverse" in names
+    assert "flowlib.flows.onedim.mixture_cdf" in names and "flowlib.flows.onedim.bisection_inverse" in names
     docs = similarity.flowlib_documents(names)
     assert "flowlib:onedim.mixture_cdf" in {d.label for d in docs}
     assert all(len(d.tokens) > 0 for d in docs)

@@ -1,4 +1,4 @@
-"""Rational-quadratic splines and neural spline flows (flowlib/splines.py) against ground truth:
+"""Rational-quadratic splines and neural spline flows (flowlib/flows/splines.py) against ground truth:
 round trips, log-dets against slogdet of the autograd Jacobian in float64, forward + inverse
 log-dets cancelling, at random parameters, at the knots, in the tails and at extreme
 parameters; monotonicity; the inverse against bisection; a density that integrates to 1."""
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from flowlib import Flow, StandardNormal
-from flowlib.onedim import bisection_inverse
-from flowlib.splines import (
+from flowlib.flows.onedim import bisection_inverse
+from flowlib.flows.splines import (
     RationalQuadraticSpline,
     SplineAutoregressive,
     SplineCoupling,
@@ -20,7 +20,7 @@ from flowlib.splines import (
     rational_quadratic_spline,
     spline_knots,
 )
-from flowlib.coupling import MLPConditioner, alternating_mask, checkerboard_mask, ConvConditioner
+from flowlib.flows.coupling import MLPConditioner, alternating_mask, checkerboard_mask, ConvConditioner
 from flowlib.testing import check_bijection, check_density_integrates
 
 F64 = torch.float64

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-import flowlib.onedim as onedim
+import flowlib.flows.onedim as onedim
 from flowlib import Bijection
-from flowlib.onedim import Affine, mixture_cdf
+from flowlib.flows.onedim import Affine, mixture_cdf
 from flowlib.testing import (
     ReferenceBlockedError,
     block_reference,
@@ -89,8 +89,8 @@ def test_block_reference_blocks_aliases_and_restores():
     alias = onedim.mixture_cdf  # a student might import it under another name first
     args = (torch.zeros(3), torch.zeros(3, 2), torch.zeros(3, 2), torch.zeros(3, 2))
     expected = mixture_cdf(*args)
-    with block_reference("flowlib.onedim.mixture_cdf", "flowlib.onedim.MixtureCDF"):
-        with pytest.raises(ReferenceBlockedError, match="flowlib.onedim.mixture_cdf is the course's reference"):
+    with block_reference("flowlib.flows.onedim.mixture_cdf", "flowlib.flows.onedim.MixtureCDF"):
+        with pytest.raises(ReferenceBlockedError, match="flowlib.flows.onedim.mixture_cdf is the course's reference"):
             alias(*args)
         with pytest.raises(ReferenceBlockedError, match="MixtureCDF.__init__"):
             onedim.MixtureCDF(1, 2)
@@ -101,7 +101,7 @@ def test_block_reference_blocks_aliases_and_restores():
 
 def test_block_reference_restores_after_an_exception():
     with pytest.raises(KeyError):
-        with block_reference("flowlib.onedim.bisection_inverse"):
+        with block_reference("flowlib.flows.onedim.bisection_inverse"):
             raise KeyError("student error")
     y = onedim.bisection_inverse(lambda t: t, torch.tensor([0.25]), 0.0, 1.0, iters=40)
     assert abs(y.item() - 0.25) < 1e-9
@@ -109,15 +109,15 @@ def test_block_reference_restores_after_an_exception():
 
 def test_block_reference_rejects_unknown_targets():
     with pytest.raises((ValueError, AttributeError)):
-        with block_reference("flowlib.onedim.no_such_thing"):
+        with block_reference("flowlib.flows.onedim.no_such_thing"):
             pass
 
 
 def test_block_reference_sees_through_decorators():
-    import flowlib.sde as sde
+    import flowlib.diffusion.sde as sde
 
     assert sde.euler_maruyama.__code__.co_freevars, "the sampler is expected to be decorated"
-    with block_reference("flowlib.sde.euler_maruyama"):
+    with block_reference("flowlib.diffusion.sde.euler_maruyama"):
         with pytest.raises(ReferenceBlockedError, match="euler_maruyama"):
             sde.euler_maruyama(lambda x, t: -x, sde.VPSDE(), (4, 2), n_steps=2)
     x = sde.euler_maruyama(lambda x, t: -x, sde.VPSDE(), (4, 2), n_steps=2)
@@ -146,11 +146,11 @@ def test_block_reference_detects_monkeypatching(owner, name, fake):
     setattr(target, name, fake)
     try:
         with pytest.raises(TamperingError, match=name):
-            with block_reference("flowlib.onedim.mixture_cdf"):
+            with block_reference("flowlib.flows.onedim.mixture_cdf"):
                 pass
     finally:
         setattr(target, name, original)
-    with block_reference("flowlib.onedim.mixture_cdf"):  # restored: no complaint
+    with block_reference("flowlib.flows.onedim.mixture_cdf"):  # restored: no complaint
         pass
 
 
@@ -160,7 +160,7 @@ def test_block_reference_detects_patching_inside_the_block():
     original = torch.allclose
     try:
         with pytest.raises(TamperingError, match="torch.allclose"):
-            with block_reference("flowlib.onedim.mixture_cdf"):
+            with block_reference("flowlib.flows.onedim.mixture_cdf"):
                 torch.allclose = lambda *a, **k: True
     finally:
         torch.allclose = original
@@ -170,7 +170,7 @@ def test_block_reference_detects_shadowed_builtins():
     from flowlib.tamper import TamperingError
 
     namespace = {"__name__": "__main__", "all": lambda *a: True, "max": torch.tensor(3.0)}
-    code = "with block_reference('flowlib.onedim.mixture_cdf'):\n    pass\n"
+    code = "with block_reference('flowlib.flows.onedim.mixture_cdf'):\n    pass\n"
     with pytest.raises(TamperingError, match=r"all \(redefined in the notebook\)"):
         exec(code, dict(namespace, block_reference=block_reference))
     namespace.pop("all")  # a tensor named max is not a replacement of the builtin

@@ -101,7 +101,7 @@ CELLS = [
         "def garbage():\n    for fd in range(3, 30):\n        try:\n            os.write(fd, b'FLW1\\xff\\xff\\xff\\x7f junk')\n        except OSError:\n            pass\n"
         "def env():\n    return {k: v for k, v in os.environ.items()}\n"
         "def look():\n    return (os.getcwd(), sorted(os.listdir('.')), os.path.exists(%r), os.path.exists(%r))\n"
-        "def reference(x):\n    return flowlib.onedim.mixture_cdf(x, torch.zeros(2), torch.zeros(2), torch.zeros(2))\n"
+        "def reference(x):\n    return flowlib.flows.onedim.mixture_cdf(x, torch.zeros(2), torch.zeros(2), torch.zeros(2))\n"
         "def wrong_device(x):\n    return x\n"
         "LOG_DET_AT_ORIGIN = -1.5\nWEIGHTS = (0.25, 0.75)\n"
     ) % (str(REPO / "solutions"), str(REPO / "autograder" / "course"))},
@@ -111,7 +111,7 @@ CELLS = [
 @pytest.fixture(scope="module")
 def probe():
     os.environ["FLOWLIB_TEST_SECRET"] = "grader-only"
-    p = Probe(CELLS, ["flowlib.onedim.mixture_cdf"], "cpu", seed=0, cell_timeout=3)
+    p = Probe(CELLS, ["flowlib.flows.onedim.mixture_cdf"], "cpu", seed=0, cell_timeout=3)
     yield p
     p.close()
 
@@ -157,7 +157,7 @@ def test_time_limits_hold_when_the_grader_ignores_sigint():
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        p = Probe(CELLS, ["flowlib.onedim.mixture_cdf"], "cpu", seed=0, cell_timeout=3)
+        p = Probe(CELLS, ["flowlib.flows.onedim.mixture_cdf"], "cpu", seed=0, cell_timeout=3)
         p.start()  # inherits SIGINT ignored
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -219,8 +219,8 @@ get_ipython().push({"block_reference": lambda *targets: contextlib.nullcontext()
 (block_reference := (lambda *targets: contextlib.nullcontext()))
 """
 CALL_REFERENCES = {
-    "mixture_cdf": "def mixture_cdf(x, logits, means, log_scales):\n    return flowlib.onedim.mixture_cdf(x, logits, means, log_scales)",
-    "invert_by_bisection": "def invert_by_bisection(f, u, lo, hi, n_iter=60):\n    return flowlib.onedim.bisection_inverse(f, u, lo, hi, n_iter)",
+    "mixture_cdf": "def mixture_cdf(x, logits, means, log_scales):\n    return flowlib.flows.onedim.mixture_cdf(x, logits, means, log_scales)",
+    "invert_by_bisection": "def invert_by_bisection(f, u, lo, hi, n_iter=60):\n    return flowlib.flows.onedim.bisection_inverse(f, u, lo, hi, n_iter)",
 }
 LIAR = """
 class AlwaysTrue(float):
@@ -259,9 +259,9 @@ ZEROS = {
     "cdf_flow_nll": "def cdf_flow_nll(x, logits, means, log_scales, base='uniform'):\n    return torch.zeros((), dtype=x.dtype)",
 }
 PATCH_ORACLES = """
-import flowlib.onedim
+import flowlib.flows.onedim
 torch.distributions.Normal.log_prob = lambda self, x: torch.zeros_like(x)
-flowlib.onedim.mixture_cdf = lambda x, *a, **k: (torch.zeros_like(x), torch.zeros_like(x))
+flowlib.flows.onedim.mixture_cdf = lambda x, *a, **k: (torch.zeros_like(x), torch.zeros_like(x))
 torch.special.ndtr = lambda t: torch.zeros_like(t)
 """
 

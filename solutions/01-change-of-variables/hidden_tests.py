@@ -16,16 +16,16 @@ import torch
 
 import flowlib
 from flowlib.distributions import Beta
-from flowlib.onedim import MixtureCDF, bisection_inverse
-from flowlib.onedim import mixture_cdf as reference_mixture_cdf
+from flowlib.flows.onedim import MixtureCDF, bisection_inverse
+from flowlib.flows.onedim import mixture_cdf as reference_mixture_cdf
 from probe.checks import close, finite, generator, sequence, tensor
 
 F64, F32 = torch.float64, torch.float32
 
 #: flowlib references replaced by stubs that raise in the student's process
 STUB = [
-    "flowlib.onedim.mixture_cdf", "flowlib.onedim.MixtureCDF", "flowlib.onedim.bisection_inverse",
-    "flowlib.onedim.Affine", "flowlib.core.Flow", "flowlib.core.fit", "flowlib.core.nll_loss",
+    "flowlib.flows.onedim.mixture_cdf", "flowlib.flows.onedim.MixtureCDF", "flowlib.flows.onedim.bisection_inverse",
+    "flowlib.flows.onedim.Affine", "flowlib.core.Flow", "flowlib.core.fit", "flowlib.core.nll_loss",
 ]
 
 #: time limit per test cell in seconds (default: FLOWLIB_CELL_TIMEOUT, 120)

@@ -15,15 +15,15 @@ import math
 import torch
 import torch.nn.functional as F
 
-from flowlib.energies import TEST_ENERGIES
-from flowlib.planar import Planar
+from flowlib.flows.energies import TEST_ENERGIES
+from flowlib.flows.planar import Planar
 from flowlib.testing import jacobian_log_det
 from probe.checks import close, finite, generator, sequence, tensor
 
 F64, F32 = torch.float64, torch.float32
 
 #: flowlib references replaced by stubs that raise in the student's process
-STUB = ["flowlib.planar.Planar", "flowlib.planar.planar_flow", "flowlib.energies.reverse_kl_loss"]
+STUB = ["flowlib.flows.planar.Planar", "flowlib.flows.planar.planar_flow", "flowlib.flows.energies.reverse_kl_loss"]
 
 #: time limit per test cell in seconds (default: FLOWLIB_CELL_TIMEOUT, 120)
 TIMEOUTS: dict[str, float] = {}
@@ -468,8 +468,8 @@ def test_radial_inverse_radius(student, seed):
 _FIT_HELPERS = '''
 def _grader_fit_planar_on(name, **kwargs):
     """fit_planar_flow on one of flowlib's test energies (the grader cannot send a function's code)."""
-    import flowlib.energies
-    return fit_planar_flow(flowlib.energies.TEST_ENERGIES[name], **kwargs)
+    import flowlib.flows.energies
+    return fit_planar_flow(flowlib.flows.energies.TEST_ENERGIES[name], **kwargs)
 '''
 
 

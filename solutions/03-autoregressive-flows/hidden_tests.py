@@ -20,7 +20,7 @@ import torch
 
 import flowlib
 from flowlib import StandardNormal
-from flowlib.autoregressive import IAF, MADE, MAFLayer, MaskedLinear
+from flowlib.flows.autoregressive import IAF, MADE, MAFLayer, MaskedLinear
 from flowlib.testing import check_autoregressive
 from probe.checks import trained_density_2d, close, finite, generator, sequence, tensor
 
@@ -28,8 +28,8 @@ F64, F32 = torch.float64, torch.float32
 
 #: flowlib references replaced by stubs that raise in the student's process
 STUB = [
-    "flowlib.autoregressive.MADE", "flowlib.autoregressive.MaskedLinear", "flowlib.autoregressive.resolve_order",
-    "flowlib.autoregressive.MAFLayer", "flowlib.autoregressive.IAF", "flowlib.core.Flow", "flowlib.core.Inverse",
+    "flowlib.flows.autoregressive.MADE", "flowlib.flows.autoregressive.MaskedLinear", "flowlib.flows.autoregressive.resolve_order",
+    "flowlib.flows.autoregressive.MAFLayer", "flowlib.flows.autoregressive.IAF", "flowlib.core.Flow", "flowlib.core.Inverse",
     "flowlib.testing.check_autoregressive", "flowlib.testing.jacobian_log_det",
 ]
 

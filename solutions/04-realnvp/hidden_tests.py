@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from flowlib import Compose, Flow
-from flowlib.coupling import (AffineCoupling, ConvConditioner, Flatten, MLPConditioner, MultiScale, Squeeze,
+from flowlib.flows.coupling import (AffineCoupling, ConvConditioner, Flatten, MLPConditioner, MultiScale, Squeeze,
                               alternating_mask, channel_mask, checkerboard_mask)
 from flowlib.distributions import StandardNormal
 from probe.checks import trained_density_2d, case, close, finite, generator, sequence, tensor
@@ -31,8 +31,8 @@ F64, F32 = torch.float64, torch.float32
 
 #: flowlib references replaced by stubs that raise in the student's process
 STUB = [
-    "flowlib.coupling.AffineCoupling", "flowlib.coupling.AdditiveCoupling", "flowlib.coupling.checkerboard_mask",
-    "flowlib.coupling.Squeeze", "flowlib.coupling.MultiScale", "flowlib.core.Flow",
+    "flowlib.flows.coupling.AffineCoupling", "flowlib.flows.coupling.AdditiveCoupling", "flowlib.flows.coupling.checkerboard_mask",
+    "flowlib.flows.coupling.Squeeze", "flowlib.flows.coupling.MultiScale", "flowlib.core.Flow",
     "flowlib.distributions.StandardNormal",
 ]
 
@@ -60,7 +60,7 @@ def _torch_seed(seed: int, salt: int):
 #: the inputs the student's functions receive (flowlib modules); every answer is judged here
 _HELPERS = '''
 def _grader_new(_path, *args, **kwargs):
-    """An instance of flowlib's class `_path` (e.g. "flowlib.coupling.MLPConditioner")."""
+    """An instance of flowlib's class `_path` (e.g. "flowlib.flows.coupling.MLPConditioner")."""
     import importlib
     module, _, name = _path.rpartition(".")
     return getattr(importlib.import_module(module), name)(*args, **kwargs)
@@ -169,8 +169,8 @@ def test_coupling_forward(student, seed):
     mlp64, conv64, mlp32 = mlp.to(F64), conv.to(F64), copy.deepcopy(mlp).to(F32)
     x_vec = torch.randn(7, 6, generator=gen, dtype=F64)
     x_img = torch.randn(3, 2, 4, 4, generator=gen, dtype=F64)
-    s_mlp = _student_module(student, "flowlib.coupling.MLPConditioner", (6, (16, 16), 12), mlp64, F64)
-    s_conv = _student_module(student, "flowlib.coupling.ConvConditioner", (2, 8, 4), conv64, F64)
+    s_mlp = _student_module(student, "flowlib.flows.coupling.MLPConditioner", (6, (16, 16), 12), mlp64, F64)
+    s_conv = _student_module(student, "flowlib.flows.coupling.ConvConditioner", (2, 8, 4), conv64, F64)
     cases = [(x_vec, alternating_mask(6, 1), mlp64, s_mlp, "alternating mask (6,) parity 1, an MLP conditioner"),
              (x_vec, torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0, 0.0]), mlp64, s_mlp, "mask [1, 1, 0, 1, 0, 0], an MLP conditioner"),
              (x_img, checkerboard_mask(4, 4, 0), conv64, s_conv, "checkerboard mask (1, 4, 4), a conv conditioner"),
@@ -214,7 +214,7 @@ def test_coupling_forward(student, seed):
                              f"(got shape {tuple(h.shape)}, nonzero entries where b = 0)")
 
     # float32 inputs and conditioner keep float32
-    s_mlp32 = _student_module(student, "flowlib.coupling.MLPConditioner", (6, (16, 16), 12), mlp32, F32)
+    s_mlp32 = _student_module(student, "flowlib.flows.coupling.MLPConditioner", (6, (16, 16), 12), mlp32, F32)
     what = "coupling_forward(float32 (7, 6), alternating mask (6,) parity 0, a float32 MLP conditioner)"
     z32, l32 = _pair(student, what, "coupling_forward", x_vec.float(), alternating_mask(6, 0), s_mlp32,
                      batch_shape=(7, 6), dtype=F32)
@@ -245,8 +245,8 @@ def test_coupling_inverse(student, seed):
     mlp, conv = mlp.to(F64), conv.to(F64)
     x_vec = torch.randn(9, 5, generator=gen, dtype=F64)
     x_img = torch.randn(2, 1, 6, 6, generator=gen, dtype=F64)
-    s_mlp = _student_module(student, "flowlib.coupling.MLPConditioner", (5, (16, 16), 10), mlp, F64)
-    s_conv = _student_module(student, "flowlib.coupling.ConvConditioner", (1, 8, 2), conv, F64)
+    s_mlp = _student_module(student, "flowlib.flows.coupling.MLPConditioner", (5, (16, 16), 10), mlp, F64)
+    s_conv = _student_module(student, "flowlib.flows.coupling.ConvConditioner", (1, 8, 2), conv, F64)
     cases = [(x_vec, alternating_mask(5, 0), mlp, s_mlp, "alternating mask (5,) parity 0, an MLP conditioner"),
              (x_img, checkerboard_mask(6, 6, 1), conv, s_conv, "checkerboard mask (1, 6, 6) parity 1, a conv conditioner")]
     got = []
@@ -515,7 +515,7 @@ def test_sas_coupling(student, seed):
     D = 6
     gen = generator(seed, 606)
     net = _sas_net(seed, 606, D)
-    handle = _student_module(student, "flowlib.coupling.MLPConditioner", (D, (16,), 2 * D), net, F64)
+    handle = _student_module(student, "flowlib.flows.coupling.MLPConditioner", (D, (16,), 2 * D), net, F64)
     xs = 1.5 * torch.randn(7, D, generator=gen, dtype=F64)
     masks = [("alternating mask (6,) parity 1", alternating_mask(D, 1)),
              ("mask [1, 1, 0, 1, 0, 0]", torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0, 0.0]))]
@@ -579,7 +579,7 @@ def test_sas_coupling(student, seed):
 
     # float32
     net32 = copy.deepcopy(net).to(F32)
-    h32 = _student_module(student, "flowlib.coupling.MLPConditioner", (D, (16,), 2 * D), net32, F32)
+    h32 = _student_module(student, "flowlib.flows.coupling.MLPConditioner", (D, (16,), 2 * D), net32, F32)
     with torch.no_grad():
         z_ref, l_ref = _sas_oracle(xs, masks[0][1], net)
     what = "sas_coupling_forward(float32 (7, 6), alternating mask (6,) parity 1, a float32 MLP conditioner)"
@@ -588,7 +588,7 @@ def test_sas_coupling(student, seed):
     close(ladj, l_ref, 1e-4, what + ", ladj", relative=True)
 
     # the raises clauses of the spec
-    wrong = _student_module(student, "flowlib.coupling.MLPConditioner", (D, (8,), D), _sas_net(seed, 607, D, (8,), out=D), F64)
+    wrong = _student_module(student, "flowlib.flows.coupling.MLPConditioner", (D, (8,), D), _sas_net(seed, 607, D, (8,), out=D), F64)
     for name in ("sas_coupling_forward", "sas_coupling_inverse"):
         for label, args in ((f"x float64 of shape (6,)", (xs[0], m, handle)),
                             ("a conditioner returning (7, 6) instead of (7, 12)", (xs, m, wrong))):

@@ -21,12 +21,12 @@ import math
 
 import torch
 
-from flowlib.bits import bits_per_dim as reference_bits_per_dim
-from flowlib.coupling import realnvp_image
-from flowlib.dequantization import LogitTransform
-from flowlib.dequantization import dequantized_bits_per_dim as reference_bpd
-from flowlib.dequantization import dequantized_log_likelihood as reference_ll
-from flowlib.dequantization import uniform_dequantize
+from flowlib.flows.bits import bits_per_dim as reference_bits_per_dim
+from flowlib.flows.coupling import realnvp_image
+from flowlib.flows.dequantization import LogitTransform
+from flowlib.flows.dequantization import dequantized_bits_per_dim as reference_bpd
+from flowlib.flows.dequantization import dequantized_log_likelihood as reference_ll
+from flowlib.flows.dequantization import uniform_dequantize
 from probe import wire
 from probe.checks import case, close, finite, generator, sequence, tensor
 
@@ -34,9 +34,9 @@ F64, F32 = torch.float64, torch.float32
 
 #: flowlib references replaced by stubs that raise in the student's process
 STUB = [
-    "flowlib.dequantization.uniform_dequantize", "flowlib.dequantization._into_cells",
-    "flowlib.dequantization.LogitTransform", "flowlib.bits.bits_per_dim",
-    "flowlib.dequantization.dequantized_log_likelihood", "flowlib.dequantization.dequantized_bits_per_dim",
+    "flowlib.flows.dequantization.uniform_dequantize", "flowlib.flows.dequantization._into_cells",
+    "flowlib.flows.dequantization.LogitTransform", "flowlib.flows.bits.bits_per_dim",
+    "flowlib.flows.dequantization.dequantized_log_likelihood", "flowlib.flows.dequantization.dequantized_bits_per_dim",
 ]
 
 #: time limit per test cell in seconds (default: FLOWLIB_CELL_TIMEOUT, 120)
@@ -55,7 +55,7 @@ USES: dict[str, list[str]] = {"test_fit_discrete_flow": ["dequantize", "logit_tr
 #: backpropagate through the student's result there; every answer is judged here
 _HELPERS = '''
 def _grader_new(_path, *args, **kwargs):
-    """flowlib's class or factory `_path` (e.g. "flowlib.coupling.realnvp_image") called with the arguments."""
+    """flowlib's class or factory `_path` (e.g. "flowlib.flows.coupling.realnvp_image") called with the arguments."""
     import importlib
     module, _, name = _path.rpartition(".")
     return getattr(importlib.import_module(module), name)(*args, **kwargs)
@@ -337,7 +337,7 @@ def test_dequantized_log_likelihood(student, seed):
     close(ll, torch.full((5,), -16 * math.log(17), dtype=F64), 1e-9, what + ": log P(x) = -16 log 17 = -45.3314135")
 
     flow, kwargs = _noisy_realnvp(seed, 41, (1, 4, 4), 0.2)
-    handle = _student_model(student, flow, "flowlib.coupling.realnvp_image", (1, 4, 4), **kwargs)
+    handle = _student_model(student, flow, "flowlib.flows.coupling.realnvp_image", (1, 4, 4), **kwargs)
     xb = torch.randint(17, (12, 1, 4, 4), generator=generator(seed, 43))
     with torch.no_grad():
         ref1 = reference_ll(flow, xb, 17, generator=generator(seed, 44))
@@ -354,7 +354,7 @@ def test_dequantized_log_likelihood(student, seed):
 
     # a 1-D toy with an exact discrete likelihood: p = N(0.45, 0.15^2) on the unit scale, 4 bins
     base = student.new("_grader_new", "flowlib.distributions.StandardNormal", 1)
-    affine = student.new("_grader_new", "flowlib.onedim.Affine", 0.45, 0.15, shape=(1,), learnable=False)
+    affine = student.new("_grader_new", "flowlib.flows.onedim.Affine", 0.45, 0.15, shape=(1,), learnable=False)
     toy = student.new("_grader_new", "flowlib.core.Flow", base, affine)
     toy = student.method(student.method(toy, "double"), "to", student.device)
     k = torch.arange(4, dtype=F64)
@@ -408,7 +408,7 @@ def test_dequantized_bits_per_dim(student, seed):
           what + f": log2(17) = {math.log2(17):.6f} bits/dim expected (offset counted twice?)")
 
     flow, kwargs = _noisy_realnvp(seed, 51, (1, 8, 8), 0.1)
-    handle = _student_model(student, flow, "flowlib.coupling.realnvp_image", (1, 8, 8), **kwargs)
+    handle = _student_model(student, flow, "flowlib.flows.coupling.realnvp_image", (1, 8, 8), **kwargs)
     xb = torch.randint(17, (6, 1, 8, 8), generator=generator(seed, 53))
     with torch.no_grad():
         ref = reference_bpd(flow, xb, 17, n_samples=2, generator=generator(seed, 54))
@@ -601,7 +601,7 @@ def held_out_excess(log_prob, x_train, x_test, gen, n_draws=4):
     """Held-out dequantized bits/dim of a model (``log_prob`` maps float32 y (N, 2) to (N,)), averaged
     over ``n_draws`` noise draws, minus the per-coordinate histogram's bits/dim on the same data.
     Shared with tests/notebook_outcomes/nb05.py."""
-    from flowlib.dequantization import histogram_baseline_bpd
+    from flowlib.flows.dequantization import histogram_baseline_bpd
 
     lps = []
     for _ in range(n_draws):

@@ -29,9 +29,9 @@ F64, F32 = torch.float64, torch.float32
 
 #: flowlib references replaced by stubs that raise in the student's process
 STUB = [
-    "flowlib.gmm.GaussianMixture", "flowlib.score.esm_loss", "flowlib.score.jacobian_trace",
-    "flowlib.score.ssm_loss", "flowlib.score.dsm_loss", "flowlib.sde.sde_dsm_loss",
-    "flowlib.score.langevin", "flowlib.score.annealed_langevin",
+    "flowlib.diffusion.gmm.GaussianMixture", "flowlib.diffusion.score.esm_loss", "flowlib.diffusion.score.jacobian_trace",
+    "flowlib.diffusion.score.ssm_loss", "flowlib.diffusion.score.dsm_loss", "flowlib.diffusion.sde.sde_dsm_loss",
+    "flowlib.diffusion.score.langevin", "flowlib.diffusion.score.annealed_langevin",
 ]
 
 #: time limit per test cell in seconds (default: FLOWLIB_CELL_TIMEOUT, 120)

@@ -24,14 +24,14 @@ import math
 import torch
 
 from flowlib import GaussianMixture, ScoreMLP
-from flowlib.score import annealed_langevin, dsm_loss, geometric_sigmas
+from flowlib.diffusion.score import annealed_langevin, dsm_loss, geometric_sigmas
 from probe.checks import close, generator, tensor
 
 F64, F32 = torch.float64, torch.float32
 
 #: flowlib references replaced by stubs that raise in the student's process
-STUB = ["flowlib.score.geometric_sigmas", "flowlib.score.dsm_loss", "flowlib.score.annealed_langevin",
-        "flowlib.score.langevin"]
+STUB = ["flowlib.diffusion.score.geometric_sigmas", "flowlib.diffusion.score.dsm_loss", "flowlib.diffusion.score.annealed_langevin",
+        "flowlib.diffusion.score.langevin"]
 
 #: time limit per test cell in seconds (default: FLOWLIB_CELL_TIMEOUT, 120)
 TIMEOUTS: dict[str, float] = {}

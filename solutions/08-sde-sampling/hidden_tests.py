@@ -28,8 +28,8 @@ F64, F32 = torch.float64, torch.float32
 
 #: flowlib references replaced by stubs that raise in the student's process
 STUB = [
-    "flowlib.sde.VESDE.marginal_coefficients", "flowlib.sde.VPSDE.marginal_coefficients", "flowlib.sde.SDE.marginal",
-    "flowlib.sde.euler_maruyama.__wrapped__", "flowlib.sde.pc_sample.__wrapped__",
+    "flowlib.diffusion.sde.VESDE.marginal_coefficients", "flowlib.diffusion.sde.VPSDE.marginal_coefficients", "flowlib.diffusion.sde.SDE.marginal",
+    "flowlib.diffusion.sde.euler_maruyama.__wrapped__", "flowlib.diffusion.sde.pc_sample.__wrapped__",
 ]
 
 #: time limit per test cell in seconds (default: FLOWLIB_CELL_TIMEOUT, 120)

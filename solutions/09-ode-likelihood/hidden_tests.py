@@ -3,8 +3,8 @@
 One function per graded test cell, named by the cell's grade_id, called as ``fn(student, seed)``:
 ``student`` calls the student's functions in the student's own process (autograder/probe),
 ``seed`` is the grading seed, from which every random input is drawn. Expected answers are
-computed here, in the grader's process, with the real flowlib (``flowlib.ode``,
-``flowlib.score``) and the exact densities of Gaussian mixtures. The functions the student's
+computed here, in the grader's process, with the real flowlib (``flowlib.diffusion.ode``,
+``flowlib.diffusion.score``) and the exact densities of Gaussian mixtures. The functions the student's
 code differentiates (score functions, ``fn`` of the divergences) are differentiable grader
 functions (``student.function(..., differentiable=True)``): the grader evaluates them and their
 vector-Jacobian products, and counts the calls. The SDEs and the generators are built in the
@@ -19,18 +19,18 @@ import math
 import torch
 
 from flowlib import VESDE, VPSDE, GaussianMixture, ode_log_prob
-from flowlib.ode import probability_flow_drift
-from flowlib.score import jacobian_trace
+from flowlib.diffusion.ode import probability_flow_drift
+from flowlib.diffusion.score import jacobian_trace
 from probe.checks import close, finite, generator, one_thread, tensor
 from probe.wire import Handle
 
 F64, F32 = torch.float64, torch.float32
 
 #: flowlib references replaced by stubs that raise in the student's process
-STUB = ["flowlib.ode.probability_flow_drift", "flowlib.score.jacobian_trace", "flowlib.ode.ode_log_prob",
-        "flowlib.ode._rk4", "flowlib.sde.sde_dsm_loss",
+STUB = ["flowlib.diffusion.ode.probability_flow_drift", "flowlib.diffusion.score.jacobian_trace", "flowlib.diffusion.ode.ode_log_prob",
+        "flowlib.diffusion.ode._rk4", "flowlib.diffusion.sde.sde_dsm_loss",
         # the generic CNF likelihood and sampler that ode_log_prob is built on (flow matching's too)
-        "flowlib.ode.velocity_log_prob", "flowlib.ode.velocity_sample", "flowlib.flow_matching.fm_log_prob"]
+        "flowlib.diffusion.ode.velocity_log_prob", "flowlib.diffusion.ode.velocity_sample", "flowlib.diffusion.flow_matching.fm_log_prob"]
 
 #: time limit per test cell in seconds (default: FLOWLIB_CELL_TIMEOUT, 120)
 TIMEOUTS: dict[str, float] = {}

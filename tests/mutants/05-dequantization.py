@@ -263,7 +263,7 @@ MUTANTS = [
         "cell": "fit_discrete_flow",
         "find": "self.flow = flowlib.realnvp(2, n_layers=4, hidden=(32, 32))",
         "replace": ("self.flow = flowlib.Flow(flowlib.StandardNormal(2), "
-                    "flowlib.onedim.Affine(torch.zeros(2), torch.ones(2), shape=(2,)))"),
+                    "flowlib.flows.onedim.Affine(torch.zeros(2), torch.ones(2), shape=(2,)))"),
         "loses": ["test_fit_discrete_flow"],
     },
     # correct solutions in another style: they must keep every point

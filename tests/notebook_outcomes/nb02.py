@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from flowlib.energies import TEST_ENERGIES
+from flowlib.flows.energies import TEST_ENERGIES
 from outcomes import Check, outcome
 from test_notebook_outcomes import solution_namespace
 

@@ -6,14 +6,14 @@ import math
 
 import torch
 
-from flowlib.dequantization import _float_dtype, histogram_baseline_bpd
+from flowlib.flows.dequantization import _float_dtype, histogram_baseline_bpd
 from outcomes import Check, outcome
 from test_notebook_outcomes import cell_source, solution_namespace
 
 ASG = "05-dequantization"
 COUPLING = "self.flow = flowlib.realnvp(2, n_layers=4, hidden=(32, 32))"
 FACTORISED = ("self.flow = flowlib.Flow(flowlib.StandardNormal(2), "
-              "flowlib.onedim.Affine(torch.zeros(2), torch.ones(2), shape=(2,)))")
+              "flowlib.flows.onedim.Affine(torch.zeros(2), torch.ones(2), shape=(2,)))")
 
 
 def _band_levels(n, gen, n_bins=16):  # the notebook's band_levels (and hidden_tests.py's _band_levels)

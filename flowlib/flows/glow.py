@@ -13,13 +13,13 @@ The 1x1 convolution replaces RealNVP's fixed channel permutations by a learned o
 coupling's conditioning half is a learned mixture of channels; ActNorm replaces batch norm
 (it behaves the same at any batch size after its first batch). Every piece is cheap in both
 directions (the 1x1 convolution's inverse is one C x C inversion), so density and sampling
-are one pass each. The layers themselves live in :mod:`flowlib.coupling`.
+are one pass each. The layers themselves live in :mod:`flowlib.flows.coupling`.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-from .core import Bijection, Compose, Flow
+from ..core import Bijection, Compose, Flow
 from .coupling import (
     ActNorm,
     AffineCoupling,
@@ -31,14 +31,14 @@ from .coupling import (
     _check_positive,
     channel_mask,
 )
-from .distributions import StandardNormal
+from ..distributions import StandardNormal
 
 __all__ = ["glow_step", "glow"]
 
 
 def glow_step(channels: int, hidden_ch: int = 32, scale_bound: float | None = 2.0, generator=None) -> Compose:
     """One Glow step on ``channels`` (even, >= 2) channels: ActNorm -> LU 1x1 convolution ->
-    affine coupling whose conditioner (:class:`~flowlib.coupling.ConvConditioner`) reads the
+    affine coupling whose conditioner (:class:`~flowlib.flows.coupling.ConvConditioner`) reads the
     first half of the channels and transforms the second."""
     _check_positive("glow_step", channels=channels, hidden_ch=hidden_ch)
     if channels < 2 or channels % 2:
@@ -53,11 +53,11 @@ def glow_step(channels: int, hidden_ch: int = 32, scale_bound: float | None = 2.
 def glow(shape: Sequence[int] = (1, 8, 8), n_scales: int = 2, steps_per_scale: int = 4, hidden_ch: int = 32,
          scale_bound: float | None = 2.0, logit_alpha: float | None = 0.05, generator=None) -> Flow:
     """A multi-scale Glow for images in ``[0, 1]^(C, H, W)`` with a ``StandardNormal(C H W)``
-    base on the flat latent. Each scale: :class:`~flowlib.coupling.Squeeze` (4x the channels,
+    base on the flat latent. Each scale: :class:`~flowlib.flows.coupling.Squeeze` (4x the channels,
     half the side), ``steps_per_scale`` :func:`glow_step`, then (except at the last scale) a
-    :class:`~flowlib.coupling.MultiScale` split that factors out half of the channels; the
-    last scale ends in :class:`~flowlib.coupling.Flatten`. Optional
-    :class:`~flowlib.dequantization.LogitTransform` first (``logit_alpha``), its log-det included.
+    :class:`~flowlib.flows.coupling.MultiScale` split that factors out half of the channels; the
+    last scale ends in :class:`~flowlib.flows.coupling.Flatten`. Optional
+    :class:`~flowlib.flows.dequantization.LogitTransform` first (``logit_alpha``), its log-det included.
     H and W must be divisible by ``2^n_scales``."""
     C, H, W = (int(s) for s in shape)
     _check_positive("glow", C=C, H=H, W=W, n_scales=n_scales, steps_per_scale=steps_per_scale)

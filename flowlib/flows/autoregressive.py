@@ -21,8 +21,8 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .core import Bijection, Compose, Flow, Inverse
-from .distributions import BoxUniform, StandardNormal
+from ..core import Bijection, Compose, Flow, Inverse
+from ..distributions import BoxUniform, StandardNormal
 from .onedim import bisection_inverse, mixture_cdf
 
 __all__ = [
@@ -301,7 +301,7 @@ class AutoregressiveMixtureCDF2D(Bijection):
     With a Uniform[0, 1]^2 base (:class:`flowlib.BoxUniform`) this is the density
     ``p(x) = p(x1) p(x2 | x1)`` written as two 1-D mixtures. forward (data -> noise) is one
     pass; inverse has no closed form and runs two bisections, first x1 then x2 given x1
-    (:func:`flowlib.onedim.bisection_inverse`, ``iters`` halvings of ``[-bracket, bracket]``).
+    (:func:`flowlib.flows.onedim.bisection_inverse`, ``iters`` halvings of ``[-bracket, bracket]``).
     The MLP's last layer starts at zero with means spread on [-2, 2], so both conditionals start
     as the same fixed mixture.
     """

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import Bijection, sum_except_batch
+from ..core import Bijection, sum_except_batch
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 

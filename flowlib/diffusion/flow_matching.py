@@ -3,7 +3,7 @@
 Vanden-Eijnden 2023, stochastic interpolants).
 
 Direction, as everywhere in flowlib: **t = 0 is data, t = 1 is noise**, like the SDEs of
-:mod:`flowlib.sde` (``x_t = alpha_t x_0 + sigma_t z``). A probability path is
+:mod:`flowlib.diffusion.sde` (``x_t = alpha_t x_0 + sigma_t z``). A probability path is
 
     x_t = alpha(t) x_0 + sigma(t) z,    x_0 ~ data, z ~ N(0, I),
 
@@ -83,7 +83,7 @@ class LinearPath(ProbabilityPath):
 
 
 class VPPath(ProbabilityPath):
-    """The variance-preserving path of :class:`~flowlib.sde.VPSDE` (same alpha_t,
+    """The variance-preserving path of :class:`~flowlib.diffusion.sde.VPSDE` (same alpha_t,
     sigma_t = sqrt(1 - alpha_t^2)): alpha' = -beta(t) alpha / 2, sigma' = beta(t) alpha^2 / (2 sigma).
     Its marginal velocity is the VP probability-flow drift ``-beta (x + score) / 2``."""
 
@@ -126,7 +126,7 @@ def fm_sample(velocity_fn: VelocityFn, shape, n_steps: int = 50, method: str = "
               generator: torch.Generator | None = None, device=None, dtype=None, z: Tensor | None = None,
               return_nfe: bool = False):
     """Samples of a flow-matching model: ``z ~ N(0, I)`` at t = 1, integrated down to ``t_end``
-    (0: data) with Euler, RK4 or RK45 (:func:`flowlib.ode.velocity_sample`)."""
+    (0: data) with Euler, RK4 or RK45 (:func:`flowlib.diffusion.ode.velocity_sample`)."""
     if z is None:
         dev = generator.device if generator is not None else device
         z = torch.randn(tuple(shape), generator=generator, device=dev, dtype=dtype or torch.get_default_dtype())
@@ -143,7 +143,7 @@ def fm_log_prob(velocity_fn: VelocityFn, x: Tensor, t_data: float = 0.0, trace: 
                 noise_log_prob: Callable[[Tensor], Tensor] | None = None, create_graph: bool = False) -> tuple[Tensor, int]:
     """Log-density of x under a flow-matching model, ``(logp, nfe)``: the instantaneous change
     of variables from ``t_data`` to 1 with N(0, I) at t = 1 (exact for the linear path), by the
-    same code as the probability-flow likelihood (:func:`flowlib.ode.velocity_log_prob`)."""
+    same code as the probability-flow likelihood (:func:`flowlib.diffusion.ode.velocity_log_prob`)."""
     return velocity_log_prob(velocity_fn, x, t_data, 1.0, noise_log_prob or _std_normal_log_prob, trace, method, n_steps,
                              generator=generator, create_graph=create_graph)
 

@@ -23,8 +23,8 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .core import Bijection, Compose, Flow, sum_except_batch
-from .distributions import StandardNormal
+from ..core import Bijection, Compose, Flow, sum_except_batch
+from ..distributions import StandardNormal
 
 __all__ = [
     "checkerboard_mask",
@@ -498,7 +498,7 @@ def realnvp_image(
     (default: the 8x8 single-channel digits), returning a :class:`Flow` with a
     ``StandardNormal(C*H*W)`` base on the flat latent.
 
-    Layout: optional :class:`~flowlib.dequantization.LogitTransform` (``logit_alpha``; its
+    Layout: optional :class:`~flowlib.flows.dequantization.LogitTransform` (``logit_alpha``; its
     log-det is included, so ``log_prob`` is a density on the unit cube); then for each of the
     first ``n_scales - 1`` scales: ``n_checker`` checkerboard couplings, :class:`Squeeze`,
     ``n_channel`` channel couplings, and a :class:`MultiScale` split that factors out half of

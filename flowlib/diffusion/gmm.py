@@ -212,7 +212,7 @@ class GaussianMixture(nn.Module):
 
     def velocity_at(self, x: Tensor, t, path) -> Tensor:
         """Exact marginal velocity of the probability path ``x_t = alpha x_0 + sigma z`` started
-        at this mixture (``path``: :class:`flowlib.flow_matching.LinearPath`, ``VPPath``, any
+        at this mixture (``path``: :class:`flowlib.diffusion.flow_matching.LinearPath`, ``VPPath``, any
         object with ``coefficients``/``derivatives``), t scalar or (batch,):
 
             u_t(x) = E[alpha' x_0 + sigma' z | x_t = x]

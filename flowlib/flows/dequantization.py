@@ -15,7 +15,7 @@ volume ``n_bins^-D``); it is counted exactly once.
 
 Units: :func:`dequantized_log_likelihood` returns the *discrete* bound in nats per example,
 offset included. Convert it with ``bits_per_dim(ll, D, n_bins=1)`` (no further offset).
-``flowlib.bits.bits_per_dim(logp, D, n_bins)`` expects the *continuous* log-density on the
+``flowlib.flows.bits.bits_per_dim(logp, D, n_bins)`` expects the *continuous* log-density on the
 unit cube and adds the offset itself; passing it the discrete bound with ``n_bins`` would
 count the offset twice. :func:`dequantized_bits_per_dim` does the conversion.
 """
@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .bits import bits_per_dim
-from .core import Bijection, sum_except_batch
+from ..core import Bijection, sum_except_batch
 
 __all__ = [
     "uniform_dequantize",
@@ -183,8 +183,8 @@ class VariationalDequantizer(nn.Module):
 
     i.e. a conditional diagonal Gaussian pushed through a sigmoid (a one-layer conditional
     flow). ``(mu, log sigma)`` come from a conditioner reading ``x / (n_bins - 1) - 0.5``
-    (:class:`~flowlib.coupling.ConvConditioner` for image shapes ``(C, H, W)``,
-    :class:`~flowlib.coupling.MLPConditioner` for ``(D,)``), last layer zero-initialised;
+    (:class:`~flowlib.flows.coupling.ConvConditioner` for image shapes ``(C, H, W)``,
+    :class:`~flowlib.flows.coupling.MLPConditioner` for ``(D,)``), last layer zero-initialised;
     ``log sigma`` is soft-clamped to ``(-bound, bound)``. Use it through
     ``dequantized_log_likelihood(flow, x, n_bins, dequantizer=...)`` and maximise the bound
     over the flow and the dequantizer together; the bound is tight when q(u|x) equals the

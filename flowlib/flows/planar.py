@@ -10,7 +10,7 @@ and by the matrix determinant lemma its Jacobian ``I + h'(w^T z + b) u_hat w^T``
 
 an O(D) computation. ``f`` has no closed-form inverse, so planar flows are used in the
 sampling direction (noise -> data), as in variational inference where the loss only needs
-samples and their density (reverse KL, see :func:`flowlib.energies.reverse_kl_loss`).
+samples and their density (reverse KL, see :func:`flowlib.flows.energies.reverse_kl_loss`).
 
 How this maps onto flowlib's convention (``forward`` is data -> noise):
 
@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .core import Bijection, Compose, Flow
-from .distributions import StandardNormal
+from ..core import Bijection, Compose, Flow
+from ..distributions import StandardNormal
 
 __all__ = ["Planar", "planar_flow"]
 
@@ -83,7 +83,7 @@ class Planar(Bijection):
             "Planar.forward (data -> noise) would need the inverse of the planar map "
             "f(z) = z + u_hat tanh(w^T z + b), which has no closed form. The planar map is "
             "Planar.inverse (noise -> data, with log|det df/dz|); use Flow.sample or "
-            "Flow.sample_and_log_prob (e.g. with flowlib.energies.reverse_kl_loss), not Flow.log_prob."
+            "Flow.sample_and_log_prob (e.g. with flowlib.flows.energies.reverse_kl_loss), not Flow.log_prob."
         )
 
     def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:

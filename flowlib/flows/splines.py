@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .autoregressive import MADE, Reverse
-from .core import Bijection, Compose, Flow, sum_except_batch
+from ..core import Bijection, Compose, Flow, sum_except_batch
 from .coupling import MLPConditioner, _Coupling, alternating_mask
-from .distributions import StandardNormal
+from ..distributions import StandardNormal
 
 __all__ = [
     "spline_knots",
@@ -197,7 +197,7 @@ class SplineCoupling(_Coupling):
 class SplineAutoregressive(Bijection):
     """A masked autoregressive layer whose map of each dimension is a rational-quadratic
     spline (NSF autoregressive): ``z_k = RQS(x_k; theta_k(x_<k))`` with ``theta`` from one
-    :class:`~flowlib.autoregressive.MADE` pass. forward (data -> noise, density) is one pass;
+    :class:`~flowlib.flows.autoregressive.MADE` pass. forward (data -> noise, density) is one pass;
     inverse (sampling) is D sequential passes, as for a MAF layer. The MADE's last layer
     starts at zero, so a fresh layer is the identity."""
 
@@ -232,7 +232,7 @@ class SplineAutoregressive(Bijection):
 def nsf_coupling(features: int, n_layers: int = 6, n_bins: int = 8, bound: float = 3.0,
                  hidden: int | Sequence[int] = (64, 64)) -> Flow:
     """A neural spline flow of :class:`SplineCoupling` layers with alternating masks and
-    :class:`~flowlib.coupling.MLPConditioner`, on a standard-normal base; density and
+    :class:`~flowlib.flows.coupling.MLPConditioner`, on a standard-normal base; density and
     sampling are one pass per layer."""
     if not isinstance(n_layers, int) or n_layers < 1 or not isinstance(features, int) or features < 2:
         raise ValueError(f"nsf_coupling: need features >= 2 and n_layers >= 1, got {features!r}, {n_layers!r}")
