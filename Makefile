@@ -1,6 +1,6 @@
 # Course package: every target creates the environment first when it is missing.
 #   make book      build the executed website into _build/html (fails on any warning)
-#   make test      run the whole test suite
+#   make test [TEST_WORKERS=2]   run the whole test suite (pytest-xdist workers side by side; 1 = in one process)
 #   make release   regenerate notebooks/ (student versions) from solutions/
 #   make grade SUBMISSIONS=DIR|download.zip [ASSIGNMENT=name] [ROSTER=roster.csv] [KERNEL=kernelspec] [SANDBOX=0] [WORKERS=N DB=postgresql+psycopg://...] [SIMILARITY=0.6|off]   autograde a class, write feedback and grades CSV
 #                  (each kernel sandboxed in bubblewrap by default, KERNEL too; SANDBOX=0 runs student code unconfined;
@@ -36,6 +36,7 @@ ROSTER      ?=
 FORMAT      ?=
 COLUMN      ?=
 OUT         ?=
+TEST_WORKERS ?= 2
 
 .PHONY: venv book test release grade grade-manual export-grades lab bench margins clean
 
@@ -52,7 +53,7 @@ book: $(STAMP)
 	FLOWLIB_PROGRESS=0 $(BIN)/jupyter-book build . -W -n --keep-going
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 release: $(STAMP)
 	cd autograder && for asg in $(ASSIGNMENTS); do \

@@ -45,6 +45,15 @@ def course_copy(tmp_path: Path) -> Path:
     return copy_course(tmp_path / "course")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`make test` runs two workers), every test of the built website runs
+    on one worker (--dist loadgroup): the book is built once, into _build/, and no test reads
+    a half-written site."""
+    for item in items:
+        if "book_build" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("book"))
+
+
 @pytest.fixture(scope="session")
 def book_build() -> subprocess.CompletedProcess:
     """`make book`'s build, run once per test session into _build/ (the execution cache

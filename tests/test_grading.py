@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -96,6 +97,13 @@ def test_grader_bookkeeping(course_copy, tmp_path):
     assert rows3[("late", asg)]["status"] == "failed" and "no-such-kernel" in rows3[("late", asg)]["reason"]
 
 
+def mutant_jobs() -> int:
+    """run_mutants.py's parallel runs: the cores left to this pytest worker (`make test` runs
+    pytest-xdist workers side by side; PYTEST_XDIST_WORKER_COUNT says how many)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+
+
 @pytest.mark.parametrize("asg", assignments())
 def test_wrong_implementations_lose_points(asg):
     mutant_list = mutants.load(asg)
@@ -103,7 +111,7 @@ def test_wrong_implementations_lose_points(asg):
     solution_cells = {grade_meta(c)["grade_id"] for c in source_notebook(asg).cells
                       if grade_meta(c).get("solution") and c.cell_type == "code"}  # written answers are graded by hand
     assert solution_cells <= {m["cell"] for m in mutant_list}, "every exercise needs at least one mutant"
-    proc = subprocess.run([sys.executable, str(Path(__file__).parent / "run_mutants.py"), asg],
+    proc = subprocess.run([sys.executable, str(Path(__file__).parent / "run_mutants.py"), asg, "--jobs", str(mutant_jobs())],
                           capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -117,7 +125,7 @@ def test_wrong_implementations_lose_points(asg):
 def test_reference_passes_under_other_seeds(asg):
     """Tests must not pass by luck of one seed: the setup cell seeds torch from FLOWLIB_SEED.
     (Run in one process like the mutants; the nbgrader path is covered by the round trip.)"""
-    proc = subprocess.run([sys.executable, str(Path(__file__).parent / "run_mutants.py"), asg,
+    proc = subprocess.run([sys.executable, str(Path(__file__).parent / "run_mutants.py"), asg, "--jobs", str(mutant_jobs()),
                            "--seeds", "1", "2", "3", "4", "5"], capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
