@@ -185,10 +185,11 @@ def test_student_lab(lab, tmp_path):
     assert status == 200 and result["success"], body[-2000:]
     failed = result["value"].get("failed", [])
     # Every failure is an unattempted exercise (its stub's NotImplementedError, or a derivation's
-    # name not yet defined) or a written answer still reading YOUR ANSWER HERE, which nbgrader
-    # reports as "You did not provide a response." (unanswered; graded by hand later).
+    # name not yet defined) or a written answer still reading YOUR ANSWER HERE, which the lab
+    # (student_lab/written_answers.py) reports as unanswered, not as a failed test.
     unanswered = [f for f in failed if f["source"].strip() == "YOUR ANSWER HERE"]
-    assert unanswered and all("did not provide a response" in f["raw_error"] for f in unanswered), body[-2000:]
+    assert unanswered and all(f["raw_error"].startswith("Unanswered written answer (not a failed test)")
+                              for f in unanswered), body[-2000:]
     code = [f for f in failed if f not in unanswered]
     assert code and any("NotImplementedError" in f["raw_error"] for f in code), body[-2000:]
     assert all("NotImplementedError" in f["raw_error"] or "NameError" in f["raw_error"] for f in code), body[-2000:]
