@@ -8,8 +8,9 @@ them. Accepted layouts, for assignment ``asg``:
     DIR/<student>.ipynb            (only with --assignment: the file is that assignment)
 
 Every submission is copied into nbgrader's ``submitted`` folder (a re-submission replaces
-that student's copy only), autograded in its own nbgrader process so that one broken
-notebook cannot stop the class, and given feedback. Grades land in
+that student's copy only), autograded as a task of its own (autograder/engine.py: a fresh
+process and kernel per student, in this process's turn or on Dask workers with --workers N
+or --scheduler ADDRESS) so that one broken notebook cannot stop the class, and given feedback. Grades land in
 ``autograder/course/grades.csv`` (one row per student and assignment, per-test points
 included); a student whose notebook could not be graded gets a row with score 0 and the
 reason. The gradebook keeps every earlier grade.
@@ -28,15 +29,12 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 import unicodedata
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # scan.py
-import verdicts  # noqa: E402  (grader-side hidden tests)
 REPO = HERE.parent
 COURSE = HERE / "course"
 SUBMITTED = COURSE / "submitted"
@@ -45,6 +43,7 @@ FEEDBACK = COURSE / "feedback"
 SIMILARITY = COURSE / "similarity"  # copy-detection reports, one HTML page per assignment
 GRADEBOOK_URL = "sqlite:///" + str(COURSE / "gradebook.db")  # --db replaces it (e.g. PostgreSQL)
 GRADES_CSV = COURSE / "grades.csv"
+COLLECTED = COURSE / "collected"  # `make collect`: the exchange's latest submission per student, nbgrader's layout
 
 _STUDENT_ID = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -237,10 +236,12 @@ def register(assignment: str) -> None:
         nbgrader("generate_assignment", assignment, "--force", f"--CourseDirectory.release_directory={scratch}")
 
 
-def import_submission(student: str, assignment: str, notebook: Path) -> None:
+def import_submission(student: str, assignment: str, notebook: Path, trust_timestamp: bool = False) -> None:
     """Copy a submission into nbgrader's ``submitted`` folder: the file itself, never what a
     link points to (a link or anything but a regular file raises ValueError with the reason),
-    then :func:`tidy_metadata` on the copy."""
+    then :func:`tidy_metadata` on the copy. Its time is the file's modification time, or, with
+    ``trust_timestamp`` (submissions collected from the exchange), nbgrader's timestamp.txt
+    beside it."""
     mode = os.lstat(notebook).st_mode
     if not stat.S_ISREG(mode):
         raise ValueError(f"refused: {notebook.name} is {'a symbolic link' if stat.S_ISLNK(mode) else 'not a regular file'}")
@@ -251,8 +252,17 @@ def import_submission(student: str, assignment: str, notebook: Path) -> None:
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     shutil.copyfile(notebook, dest / f"{assignment}.ipynb", follow_symlinks=False)
-    stamp = _dt.datetime.fromtimestamp(notebook.lstat().st_mtime, _dt.timezone.utc)
-    (dest / "timestamp.txt").write_text(stamp.strftime("%Y-%m-%d %H:%M:%S.%f %Z"))
+    collected = notebook.parent / "timestamp.txt"
+    if trust_timestamp and collected.is_file() and not collected.is_symlink():
+        # handed in through the exchange: nbgrader's submission time (make collect), and the
+        # secret that release_feedback names the student's feedback page with
+        (dest / "timestamp.txt").write_text(collected.read_text()[:100])
+        secret = notebook.parent / "submission_secret.txt"
+        if secret.is_file() and not secret.is_symlink() and secret.stat().st_size <= 1024:
+            (dest / "submission_secret.txt").write_text(secret.read_text())
+    else:
+        stamp = _dt.datetime.fromtimestamp(notebook.lstat().st_mtime, _dt.timezone.utc)
+        (dest / "timestamp.txt").write_text(stamp.strftime("%Y-%m-%d %H:%M:%S.%f %Z"))
     tidy_metadata(dest / f"{assignment}.ipynb")
 
 
@@ -335,6 +345,14 @@ def read_grades(student: str, assignment: str) -> Result | None:
         return res
 
 
+def class_list() -> list[str]:
+    """The students the gradebook knows (`nbgrader db student import`, or graded before)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(GRADEBOOK_URL) as gb:
+        return sorted(s.id for s in gb.students)
+
+
 def max_score(assignment: str) -> float:
     from nbgrader.api import Gradebook
 
@@ -342,30 +360,21 @@ def max_score(assignment: str) -> float:
         return float(gb.find_assignment(assignment).max_score)
 
 
-def grade_one(student: str, assignment: str, kernel: str | None = None, sandboxed: bool = False) -> Result:
-    """Autograde one student in its own nbgrader process. ``sandboxed``: the kernel is
-    autograder/sandbox.py's (wrapping ``kernel`` when one is named; main() installs it),
-    in an empty private folder, spoken to over IPC sockets in a folder of this student's own."""
-    if not sandboxed:
-        extra = [f"--Execute.kernel_name={kernel}"] if kernel else []
-        proc = nbgrader("autograde", assignment, f"--student={student}", "--force", "--create", *extra, check=False)
-    else:
-        import sandbox
+def finish(outcome) -> Result:
+    """The client's part of grading one student: the worker's outcome (autograder/engine.py)
+    written into the gradebook and the autograded folder, then read back as a Result."""
+    import engine
 
-        # a short prefix: IPC socket paths must stay under the 107 bytes of a Unix socket name
-        with tempfile.TemporaryDirectory(prefix="kernel-") as sockets:
-            proc = nbgrader("autograde", assignment, f"--student={student}", "--force", "--create",
-                            f"--Execute.kernel_name={sandbox.kernel_name(kernel)}", "--KernelManager.transport=ipc",
-                            f"--KernelManager.ip={sockets}/kernel-ipc", check=False)
-    autograded = AUTOGRADED / student / assignment / f"{assignment}.ipynb"
-    failed = Result(student, assignment, status="failed", max_score=max_score(assignment))
-    if proc.returncode != 0 or not autograded.is_file():
-        failed.reason = _failure_reason(proc)
+    failed = Result(outcome.student, outcome.assignment, status="failed", max_score=max_score(outcome.assignment))
+    if not outcome.ok:
+        failed.reason = outcome.reason or "grading failed without a reason"
         return failed
-    # A ported assignment's points come from grader-side verdicts (autograder/verdicts.py);
-    # for the others this does nothing.
-    verdicts.apply(REPO, GRADEBOOK_URL, student, assignment, autograded, sandbox=None)
-    res = read_grades(student, assignment)
+    submitted = SUBMITTED / outcome.student / outcome.assignment
+    stamp = submitted / "timestamp.txt"
+    engine.record(GRADEBOOK_URL, outcome, AUTOGRADED, stamp.read_text() if stamp.is_file() else "")
+    if (submitted / "submission_secret.txt").is_file():  # as nbgrader autograde would carry it over
+        shutil.copyfile(submitted / "submission_secret.txt", AUTOGRADED / outcome.student / outcome.assignment / "submission_secret.txt")
+    res = read_grades(outcome.student, outcome.assignment)
     if res is None:
         failed.reason = "autograde left no grade in the gradebook"
         return failed
@@ -555,8 +564,10 @@ def _threshold(text: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("submissions", type=Path, help="folder with one folder or .ipynb per student, or a Canvas or "
-                                                       "Moodle download (zip or folder; autograder/lms.py)")
+    parser.add_argument("submissions", type=Path, nargs="?",
+                        help="folder with one folder or .ipynb per student, or a Canvas or Moodle download (zip or "
+                             "folder; autograder/lms.py); default, with --assignment: what `make collect` collected "
+                             "from the exchange (autograder/course/collected)")
     parser.add_argument("--roster", type=Path, help="CSV with columns lms_id,student: maps an LMS download's ids to students")
     parser.add_argument("--assignment", help="grade only this assignment (required for loose .ipynb files)")
     parser.add_argument("--kernel", help="Jupyter kernelspec to run submissions with (e.g. a CUDA kernel); "
@@ -569,18 +580,28 @@ def main(argv: list[str] | None = None) -> int:
                         help="run student code unconfined, as you (trusted notebooks only)")
     parser.add_argument("--db", help="gradebook URL, e.g. postgresql+psycopg://user@host/db "
                                      "(default: SQLite in autograder/course/gradebook.db)")
-    parser.add_argument("--workers", type=int, default=1, help="students graded at once (needs a server database)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="students graded at once: N > 1 starts a Dask LocalCluster of N worker processes")
+    parser.add_argument("--scheduler", help="address of a running Dask scheduler (tcp://host:8786): the students are "
+                                            "graded on its workers (`make grade-worker`; README)")
     parser.add_argument("--similarity", type=_threshold, default=None, metavar="T|off",
                         help="copy-detection threshold in (0, 1]: pairs of students (or a student and flowlib's "
                              "source) at or above it are flagged for review, scores unchanged; 0 or 'off' disables "
                              "it (default: similarity.DEFAULT_THRESHOLD, 0.6; see README)")
     args = parser.parse_args(argv)
+    collected = args.submissions is None
+    if collected:
+        if not args.assignment:
+            parser.error("give SUBMISSIONS, or --assignment to grade what `make collect` collected")
+        args.submissions = COLLECTED
+        if not COLLECTED.is_dir():
+            parser.error(f"nothing collected yet ({COLLECTED} is absent): run `make collect ASSIGNMENT={args.assignment}`")
     if args.similarity is None:
         import similarity
 
         args.similarity = similarity.DEFAULT_THRESHOLD
     lms_notes: list[str] = []
-    if args.submissions.is_file() or args.roster or (args.assignment and args.submissions.is_dir()):
+    if not collected and (args.submissions.is_file() or args.roster or (args.assignment and args.submissions.is_dir())):
         import lms
 
         if not args.assignment:
@@ -604,15 +625,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.db:
         global GRADEBOOK_URL
         GRADEBOOK_URL = args.db
-    if args.workers > 1 and GRADEBOOK_URL.startswith("sqlite"):
-        parser.error("--workers > 1 needs a database server (--db postgresql+psycopg://...): "
-                     "parallel writers to one SQLite file fail with 'database is locked'")
+    if args.scheduler:  # before anything is written: a wrong address fails in seconds
+        import engine
+
+        client = engine.connect(args.scheduler)
+        n = len(client.scheduler_info(n_workers=-1).get("workers", {}))
+        client.close()
+        print(f"Dask scheduler {args.scheduler}: {n} worker(s)", flush=True)
     if args.sandbox:
         import sandbox
 
-        sandbox.check()  # fails here, with the fix, rather than once per student
+        if not args.scheduler:  # a cluster's workers check their own machines, student by student
+            sandbox.check()  # fails here, with the fix, rather than once per student
         try:
-            sandbox.install(args.kernel)
+            if not args.scheduler:
+                sandbox.install(args.kernel)
         except sandbox.NoSuchBaseKernel as err:
             print(f"WARNING: {err}: every student will fail with that reason", file=sys.stderr, flush=True)
     else:
@@ -621,6 +648,9 @@ def main(argv: list[str] | None = None) -> int:
               "students' work. Use it only for notebooks you trust.", file=sys.stderr, flush=True)
     found, notes = find_submissions(args.submissions.resolve(), args.assignment)
     notes = lms_notes + notes
+    if collected:  # the class list (nbgrader db student add/import): who never handed in is missing
+        for student in class_list():
+            found.setdefault((student, args.assignment), None)
     if not found:
         print(f"no submissions found in {args.submissions}", *notes, sep="\n")
         return 1
@@ -631,6 +661,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     COURSE.mkdir(parents=True, exist_ok=True)
+    import engine
     from progress import Progress
 
     progress = Progress(len(found))
@@ -644,7 +675,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             if notebook is None:
                 results.append(Result(student, asg, status="missing", max_score=max_score(asg),
-                                      reason=f"no {asg}.ipynb in the student's folder"))
+                                      reason="nothing submitted through the exchange" if collected
+                                      else f"no {asg}.ipynb in the student's folder"))
                 progress.update(student, asg, "missing")
                 continue
             if isinstance(notebook, Refused):
@@ -652,28 +684,27 @@ def main(argv: list[str] | None = None) -> int:
                 progress.update(student, asg, "failed")
                 continue
             try:
-                import_submission(student, asg, notebook)
+                import_submission(student, asg, notebook, trust_timestamp=collected)
             except (ValueError, OSError) as err:
                 results.append(Result(student, asg, status="failed", max_score=max_score(asg), reason=str(err)))
                 progress.update(student, asg, "failed")
                 continue
             todo.append(student)
 
-        def grade_student(student: str, asg: str = asg) -> Result:
-            t0 = time.monotonic()
-            res = grade_one(student, asg, args.kernel, args.sandbox)
-            findings = tampering_findings(student, asg)
+        # One task per student (autograder/engine.py): here, on a LocalCluster of WORKERS
+        # processes, or on the Dask cluster at SCHEDULER; this process alone writes the gradebook.
+        tasks = [engine.make_task(REPO, student, asg, SUBMITTED / student / asg / f"{asg}.ipynb",
+                                  args.kernel, args.sandbox) for student in todo]
+        for outcome in engine.run(tasks, workers=args.workers, scheduler=args.scheduler):
+            res = finish(outcome)
+            findings = tampering_findings(outcome.student, asg)
             if findings and res.status == "graded":
                 res = flag(res, findings, keep_score=(REPO / "solutions" / asg / "hidden_tests.py").is_file())
             apply_deadline(res, term)
             pending = f", {res.manual_pending:g} to grade by hand" if res.manual_pending else ""
-            progress.update(student, asg, res.status, f"{res.auto_score:g}/{res.auto_max:g} auto{pending}",
-                            time.monotonic() - t0)
-            return res
-
-        # Each student is its own nbgrader process; threads only wait for them.
-        with ThreadPoolExecutor(max_workers=args.workers) as pool:
-            results.extend(pool.map(grade_student, todo))
+            progress.update(outcome.student, asg, res.status, f"{res.auto_score:g}/{res.auto_max:g} auto{pending}",
+                            outcome.seconds)
+            results.append(res)
         generate_feedback(asg, results)
         if args.similarity > 0:
             try:

@@ -24,6 +24,9 @@ c.CourseDirectory.autograded_directory = os.path.join(COURSE, "autograded")
 c.CourseDirectory.feedback_directory = os.path.join(COURSE, "feedback")
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(REPO, COURSE, "gradebook.db")
 c.CourseDirectory.course_id = "flows-and-scores"
+# The nbgrader exchange (make release PUBLISH=1, make collect, make feedback): a local folder by
+# default, a JupyterHub's shared exchange with EXCHANGE=/srv/nbgrader/exchange (FLOWLIB_EXCHANGE).
+c.Exchange.root = os.environ.get("FLOWLIB_EXCHANGE") or os.path.join(REPO, COURSE, "exchange")
 # Grader-side hidden tests (autograder/verdicts.py) live beside the source notebook and must
 # never be copied into a release, a submission or feedback.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "hidden_tests.py"]

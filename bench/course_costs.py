@@ -10,8 +10,9 @@ reference solution, and grading throughput with 1 and 2 workers.
 * Autograde: one student whose submission is the reference solution, graded by
   autograder/grade.py (SQLite gradebook) in a fresh copy of the course, per assignment;
   the score column checks that the reference earns full marks.
-* Grading throughput: bench/grading_throughput.py's measurement (PostgreSQL, 1 and 2
-  workers), skipped with a note when PostgreSQL is missing.
+* Grading: bench/grading_throughput.py's measurements: the per-student cost of one nbgrader
+  process per student against a warm engine worker (side by side, as a ratio), and students
+  per minute with 1 and 2 workers (a Dask LocalCluster).
 
 Run: `python bench/course_costs.py [--quick] [--json PATH]`. ``--quick`` skips the two book
 builds and grading throughput and autogrades the first assignment only.
@@ -29,7 +30,7 @@ import time
 from pathlib import Path
 
 from bench_common import emit, fmt
-from grading_throughput import course_copy, measure
+from grading_throughput import course_copy, measure, per_student
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = REPO / ".venv"
@@ -101,17 +102,17 @@ def main() -> None:
         seconds, score = autograde_reference(asg)
         rows.append(["autograde reference solution", asg, fmt(seconds, ".1f"), score])
     if not args.quick:
-        import local_postgres
-
-        if local_postgres.bindir() is None:
-            notes.append("Grading throughput skipped: PostgreSQL (initdb, pg_ctl) not installed.")
-        else:
-            for workers, seconds, rate in measure(args.students):
-                rows.append(["grading throughput", f"{args.students} students, {workers} worker(s)", fmt(seconds, ".1f"),
-                             f"{rate:.1f} students/min"])
+        cost = per_student(4)
+        rows.append(["grading, per student", "one nbgrader process each (before the engine)", fmt(cost["cold_s"], ".1f"),
+                     f"median of {cost['students']}"])
+        rows.append(["grading, per student", "warm engine worker (autograder/engine.py)", fmt(cost["warm_s"], ".1f"),
+                     f"ratio to the line above: {cost['ratio']:.2f}"])
+        for workers, seconds, rate in measure(args.students):
+            rows.append(["grading throughput", f"{args.students} students, {workers} worker(s)", fmt(seconds, ".1f"),
+                         f"{rate:.1f} students/min"])
     section = {
         "title": "Course costs",
-        "intro": f"Wall clock on this machine ({os.cpu_count()} cores); each autograde run starts its own nbgrader process.",
+        "intro": f"Wall clock on this machine ({os.cpu_count()} cores).",
         "columns": ["task", "case", "seconds", "result"],
         "rows": rows,
         "notes": notes,

@@ -1,15 +1,21 @@
-"""Grading throughput: students per minute with 1 and with 2 parallel workers.
+"""Grading throughput and the per-student cost of a warm worker.
 
-Grades the same batch (copies of assignment 01's reference solution and untouched
-release) twice on a throwaway local PostgreSQL server, once with --workers 1 and once
-with --workers 2, each into a fresh copy of the course, and prints both rates and their
-ratio. Run: `python bench/grading_throughput.py [--students 8]` (needs Debian's
-postgresql package). :func:`measure` returns the timings as data (used by
-bench/course_costs.py).
+Two measurements on the same batch (copies of assignment 01's reference solution and
+untouched release), each into a fresh copy of the course:
+
+* :func:`measure`: ``grade.py --workers N`` end to end (a Dask LocalCluster of N worker
+  processes for N > 1, SQLite gradebook), students per minute for N = 1 and 2;
+* :func:`per_student`: side by side in one run, the cost of one student graded the way
+  grade.py did before the Dask engine (one ``nbgrader autograde`` process per student, then
+  the verdicts) against a warm engine worker (``engine.grade_task`` in a process that has
+  graded once already), and their ratio.
+
+Run: `python bench/grading_throughput.py [--students 8]`. bench/course_costs.py uses both.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -19,7 +25,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "autograder"))
-from local_postgres import LocalPostgres  # noqa: E402
 
 ASG = "01-change-of-variables"
 
@@ -38,27 +43,74 @@ def course_copy(root: Path) -> Path:
     return root
 
 
+def _batch(root: Path, students: int) -> Path:
+    subs = root / "export"
+    for i in range(students):
+        folder = "solutions" if i % 2 == 0 else "notebooks"
+        (subs / f"s{i:03d}").mkdir(parents=True)
+        shutil.copy(REPO / folder / ASG / f"{ASG}.ipynb", subs / f"s{i:03d}" / f"{ASG}.ipynb")
+    return subs
+
+
 def measure(students: int = 8, workers_list=(1, 2)):
     """Grade ``students`` submissions once per worker count; yield ``(workers, seconds, students/min)``."""
     if students < 1:
         raise ValueError(f"students must be at least 1, got {students}")
     with tempfile.TemporaryDirectory() as tmp:
-        subs = Path(tmp) / "export"
-        for i in range(students):
-            folder = "solutions" if i % 2 == 0 else "notebooks"
-            (subs / f"s{i:03d}").mkdir(parents=True)
-            shutil.copy(REPO / folder / ASG / f"{ASG}.ipynb", subs / f"s{i:03d}" / f"{ASG}.ipynb")
+        subs = _batch(Path(tmp), students)
         for workers in workers_list:
             course = course_copy(Path(tmp) / f"course{workers}")
-            with LocalPostgres() as url:
-                start = time.perf_counter()
-                proc = subprocess.run([sys.executable, str(course / "autograder" / "grade.py"), str(subs),
-                                       "--assignment", ASG, "--workers", str(workers), "--db", url],
-                                      capture_output=True, text=True)
-                seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            proc = subprocess.run([sys.executable, str(course / "autograder" / "grade.py"), str(subs),
+                                   "--assignment", ASG, "--workers", str(workers), "--similarity", "off"],
+                                  capture_output=True, text=True)
+            seconds = time.perf_counter() - start
             if proc.returncode != 0:
                 raise RuntimeError(proc.stdout[-2000:] + proc.stderr[-2000:])
             yield workers, seconds, students / seconds * 60
+
+
+def per_student(students: int = 4, sandboxed: bool = False) -> dict:
+    """Seconds per student, one nbgrader process each (cold) vs a warm engine worker, measured
+    alternately on the same submissions in one run; returns medians and the ratio."""
+    import statistics
+
+    import engine
+
+    env = dict(os.environ, FLOWLIB_PROGRESS="0", PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    solution = (REPO / "solutions" / ASG / f"{ASG}.ipynb").read_bytes()
+    cold, warm = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        course = course_copy(Path(tmp) / "course")
+        db = f"sqlite:///{course / 'autograder' / 'course' / 'gradebook.db'}"
+        (course / "autograder" / "course").mkdir(parents=True, exist_ok=True)
+        nbg = [sys.executable, "-m", "nbgrader"]
+        subprocess.run([*nbg, "generate_assignment", ASG, "--force", f"--CourseDirectory.db_url={db}",
+                        f"--CourseDirectory.release_directory={tmp}/release"],
+                       cwd=course / "autograder", env=env, capture_output=True, check=True)
+        import verdicts
+
+        task = engine.Task("warmup", ASG, solution, "", {p.name: p.read_bytes() for p in (REPO / "solutions" / ASG).iterdir()
+                                                        if p.is_file() and p.suffix in (".ipynb", ".py")})
+        engine.grade_task(task)  # the worker's first student: registration and fork server start
+        for i in range(students):
+            student = f"s{i:03d}"
+            dest = course / "autograder" / "course" / "submitted" / student / ASG
+            dest.mkdir(parents=True)
+            (dest / f"{ASG}.ipynb").write_bytes(solution)
+            t0 = time.perf_counter()
+            subprocess.run([*nbg, "autograde", ASG, f"--student={student}", "--force", "--create",
+                            f"--CourseDirectory.db_url={db}"], cwd=course / "autograder", env=env, capture_output=True, check=True)
+            verdicts.apply(course, db, student, ASG, course / "autograder" / "course" / "autograded" / student / ASG / f"{ASG}.ipynb")
+            cold.append(time.perf_counter() - t0)
+            task.student = student
+            t0 = time.perf_counter()
+            out = engine.grade_task(task)
+            warm.append(time.perf_counter() - t0)
+            if not out.ok:
+                raise RuntimeError(out.reason)
+    return {"students": students, "cold_s": statistics.median(cold), "warm_s": statistics.median(warm),
+            "ratio": statistics.median(warm) / statistics.median(cold)}
 
 
 def main() -> None:
@@ -67,6 +119,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.students < 1:
         parser.error("--students must be at least 1")
+    cost = per_student(min(args.students, 4))
+    print(f"per student ({cost['students']} students, median): one nbgrader process each {cost['cold_s']:.1f} s, "
+          f"warm engine worker {cost['warm_s']:.1f} s, ratio {cost['ratio']:.2f}")
     rates = {}
     try:
         for workers, seconds, rate in measure(args.students):

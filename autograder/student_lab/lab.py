@@ -8,8 +8,10 @@ assignment, course list) are off, server and frontend alike, through the config 
 folder, which JUPYTER_CONFIG_PATH puts ahead of the user's and the environment's config
 without changing either. News and update checks are off: the lab makes no request to the
 internet. The local exchange (--exchange, default autograder/student_lab/exchange, git-ignored)
-receives a copy of every released assignment under DIR at each start; it has no inbound
-folder, so nbgrader's Submit stops with an error instead of pretending to hand anything in.
+receives a copy of every released assignment under DIR at each start (an exchange named with
+--exchange, e.g. the instructor's, keeps what is published there) and has the inbound and
+feedback folders, so Submit hands a notebook in and Fetch Feedback gets the feedback page
+(`make collect` / `make feedback` with EXCHANGE= the same folder).
 
 The course website: the lab serves the built site (--site, default _build/html; `make book`
 builds it) read-only at /course-site/, and shows the notebooks' chapter links
@@ -30,9 +32,13 @@ REPO = HERE.parents[1]
 COURSE_ID = "flows-and-scores"  # the same as in autograder/nbgrader_config.py
 
 
-def fill_exchange(root: Path, exchange: Path) -> list[str]:
-    """Copy each assignment root/<asg>/<asg>.ipynb to exchange/<course>/outbound/<asg>/."""
-    outbound = exchange / COURSE_ID / "outbound"
+def fill_exchange(root: Path, exchange: Path, replace: bool = True) -> list[str]:
+    """Copy each assignment root/<asg>/<asg>.ipynb to exchange/<course>/outbound/<asg>/ (with
+    ``replace=False``, only those not published there yet: an instructor's exchange keeps its
+    release), and make the inbound and feedback folders nbgrader's Submit and Fetch Feedback
+    need, with nbgrader's permissions (inbound: students may write, not list)."""
+    course = exchange / COURSE_ID
+    outbound = course / "outbound"
     released = sorted(p.name for p in root.iterdir() if (p / f"{p.name}.ipynb").is_file())
     if not released:
         raise SystemExit(f"lab.py: no assignment folders <asg>/<asg>.ipynb in {root}")
@@ -40,8 +46,14 @@ def fill_exchange(root: Path, exchange: Path) -> list[str]:
     for asg in released:
         dest = outbound / asg
         if dest.exists():
+            if not replace:
+                continue
             shutil.rmtree(dest)
         shutil.copytree(root / asg, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    for name, mode in (("inbound", 0o2733), ("feedback", 0o711)):
+        if not (course / name).is_dir():
+            (course / name).mkdir()
+            os.chmod(course / name, mode)
     return released
 
 
@@ -81,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     root, exchange = args.root.resolve(), args.exchange.resolve()
     if not root.is_dir():
         raise SystemExit(f"lab.py: --root {root} is not a folder")
-    fill_exchange(root, exchange)
+    fill_exchange(root, exchange, replace=args.exchange.resolve() == (HERE / "exchange").resolve())
 
     env = dict(os.environ)
     env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
