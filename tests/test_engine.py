@@ -40,8 +40,12 @@ def _solution() -> nbformat.NotebookNode:
     return nbformat.read(REPO / "solutions" / ASG / f"{ASG}.ipynb", as_version=4)
 
 
+def _solution_cells(nb) -> list[nbformat.NotebookNode]:
+    return [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")]
+
+
 def _first_solution_cell(nb) -> nbformat.NotebookNode:
-    return next(c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution"))
+    return _solution_cells(nb)[0]
 
 
 def _auto(outcome: engine.Outcome) -> float:
@@ -52,14 +56,16 @@ def test_a_warm_worker_passes_no_state_from_one_student_to_the_next():
     """Two students graded one after the other by the same warm process (one fork server):
     the first plants globals in its kernel (a builtin, a flowlib attribute), the second's
     first exercise cell raises if it sees them. The second gets the reference's points; the
-    same check in the planting notebook itself costs it that exercise (the check can fail)."""
+    same check in the planting notebook's next exercise cell costs it that exercise (the
+    check can fail)."""
     reference = engine.grade_task(_task("reference", _solution()))
     assert reference.ok, reference.reason
     full = _auto(reference)
 
     planter = _solution()
-    cell = _first_solution_cell(planter)
-    cell.source = PLANT + cell.source + "\n" + CHECK
+    first, second = _solution_cells(planter)[:2]
+    first.source = PLANT + first.source
+    second.source = CHECK + second.source
     planted = engine.grade_task(_task("planter", planter))
     reader = _solution()
     cell = _first_solution_cell(reader)
