@@ -45,13 +45,17 @@ def course_copy(tmp_path: Path) -> Path:
     return copy_course(tmp_path / "course")
 
 
+BOOK = pytest.mark.xdist_group("book")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (`make test` runs two workers), every test of the built website runs
     on one worker (--dist loadgroup): the book is built once, into _build/, and no test reads
-    a half-written site."""
+    a half-written site. (Those tests also carry ``BOOK`` explicitly; this catches a new one.)"""
     for item in items:
         if "book_build" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("book"))
+            item.add_marker(BOOK)
 
 
 @pytest.fixture(scope="session")

@@ -72,7 +72,7 @@ def test_graded_names_come_from_the_stub_list():
     names = similarity.graded_names(REPO, ASG)
     assert "flowlib.flows.onedim.mixture_cdf" in names and "flowlib.flows.onedim.bisection_inverse" in names
     docs = similarity.flowlib_documents(names)
-    assert "flowlib:onedim.mixture_cdf" in {d.label for d in docs}
+    assert "flowlib:flows.onedim.mixture_cdf" in {d.label for d in docs}
     assert all(len(d.tokens) > 0 for d in docs)
 
 
@@ -105,7 +105,7 @@ def test_the_copies_are_flagged(result):
     assert ("bob", ) == tuple(o for o, _ in flags["alice"] if not o.startswith("flowlib:"))
     assert "alice" in [o for o, _ in flags["bob"]]
     carol = {o for o, _ in flags["carol"]}
-    assert {"flowlib:onedim.mixture_cdf", "flowlib:onedim.bisection_inverse"} <= carol, flags["carol"]
+    assert {"flowlib:flows.onedim.mixture_cdf", "flowlib:flows.onedim.bisection_inverse"} <= carol, flags["carol"]
     assert _best(result, "bob", ["alice"])[0] >= 0.95  # renaming and comments hide nothing
 
 
@@ -166,7 +166,7 @@ def test_grade_py_flags_copies_and_keeps_scores(course_copy, tmp_path):
         assert row["status"] == "flagged" and "similar code" in row["reason"], row
         assert float(row["auto_score"]) > 0, f"{student}: a flag must not change the score: {row}"
     assert "bob (1.00)" in rows["alice"]["reason"] and "alice (1.00)" in rows["bob"]["reason"]
-    assert "flowlib:onedim.mixture_cdf (0." in rows["carol"]["reason"]
+    assert "flowlib:flows.onedim.mixture_cdf (0." in rows["carol"]["reason"]
     assert float(rows["alice"]["auto_score"]) == float(rows["alice"]["auto_max"])  # the reference keeps full marks
     for student in fx.HONEST:
         row = rows[student]
@@ -179,7 +179,7 @@ def test_grade_py_flags_copies_and_keeps_scores(course_copy, tmp_path):
             assert float(row[test]) > 0, (test, row)
     assert rows["nobody"]["status"] == "missing" and rows["broken"]["status"] == "failed"
     page = (course / "similarity" / f"{ASG}.html").read_text()
-    assert "alice" in page and "flowlib:onedim.bisection_inverse" in page and "<mark>" in page
+    assert "alice" in page and "flowlib:flows.onedim.bisection_inverse" in page and "<mark>" in page
     assert "BEGIN HIDDEN TESTS" not in page and "def test_" not in page
 
     # a re-submission later: compared with the classmates graded before; the classmate's
