@@ -63,7 +63,7 @@ book: $(STAMP)
 	FLOWLIB_PROGRESS=0 $(BIN)/jupyter-book build . -W -n --keep-going
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 release: $(STAMP)
 	cd autograder && for asg in $(ASSIGNMENTS); do \

@@ -93,6 +93,7 @@ _FORKSERVER_PRELOAD = ["nbgrader.apps.api", "nbgrader.preprocessors", "nbclient"
                        "nbconvert", "nbformat", "traitlets", "engine"]
 _lock = threading.RLock()
 _templates: dict[str, Path] = {}        # sha of the assignment's bundle -> a registered course root
+_installed: set[str] = set()             # sandbox kernelspecs this process wrote
 _context = None
 
 
@@ -250,9 +251,10 @@ def grade_task(task: Task) -> Outcome:
             import sandbox
 
             kernel_name = sandbox.kernel_name(task.kernel)
-            if not sandbox.kernelspec_dir(kernel_name).is_dir():
-                with _lock:
+            with _lock:  # once per worker process: the kernelspec names this checkout's sandbox.py
+                if kernel_name not in _installed:
                     sandbox.install(task.kernel)
+                    _installed.add(kernel_name)
             # a short prefix: IPC socket paths must stay under the 107 bytes of a Unix socket name
             ipc_dir = tempfile.mkdtemp(prefix="kernel-")
             ipc = f"{ipc_dir}/kernel-ipc"

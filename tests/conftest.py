@@ -45,26 +45,33 @@ def course_copy(tmp_path: Path) -> Path:
     return copy_course(tmp_path / "course")
 
 
-BOOK = pytest.mark.xdist_group("book")
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`make test` runs two workers), every test of the built website runs
-    on one worker (--dist loadgroup): the book is built once, into _build/, and no test reads
-    a half-written site. (Those tests also carry ``BOOK`` explicitly; this catches a new one.)"""
-    for item in items:
-        if "book_build" in getattr(item, "fixturenames", ()):
-            item.add_marker(BOOK)
-
-
 @pytest.fixture(scope="session")
 def book_build() -> subprocess.CompletedProcess:
-    """`make book`'s build, run once per test session into _build/ (the execution cache
-    makes a rebuild with unchanged chapters fast); the book and site tests share it."""
-    env = dict(os.environ, FLOWLIB_PROGRESS="0")
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "jupyter-book"), "build", ".", "-W", "-n", "--keep-going"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=3000,
-    )
+    """`make book`'s build, run once per test run into _build/ (the execution cache makes a
+    rebuild with unchanged chapters fast); the book and site tests share it. Under
+    pytest-xdist (`make test` runs two workers) every worker asks for it: the first builds
+    while holding a lock on _build/.book-build.lock and records the result for this run
+    (PYTEST_XDIST_TESTRUNUID); the others wait for the lock and reuse it, so the site is
+    built once and never read half-written."""
+    import fcntl
+    import json
+
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid-{os.getpid()}"
+    build = REPO / "_build"
+    build.mkdir(exist_ok=True)
+    record = build / ".book-build-result.json"
+    with (build / ".book-build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if record.is_file():
+            saved = json.loads(record.read_text())
+            if saved.get("run") == run:
+                return subprocess.CompletedProcess(saved["args"], saved["returncode"], saved["stdout"], saved["stderr"])
+        env = dict(os.environ, FLOWLIB_PROGRESS="0")
+        env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+        proc = subprocess.run(
+            [str(Path(sys.executable).parent / "jupyter-book"), "build", ".", "-W", "-n", "--keep-going"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=3000,
+        )
+        record.write_text(json.dumps({"run": run, "args": proc.args, "returncode": proc.returncode,
+                                      "stdout": proc.stdout, "stderr": proc.stderr}))
+        return proc

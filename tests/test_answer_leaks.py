@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BOOK, REPO
+from conftest import REPO
 
 sys.path.insert(0, str(REPO / "autograder"))
 from similarity import resolve  # noqa: E402  (the one resolver of graded names, shared with copy detection)
@@ -315,7 +315,6 @@ def test_chapter_sources_show_no_graded_code(page):
 
 
 @pytest.mark.slow
-@BOOK
 def test_built_site_shows_no_graded_code(book_build):
     site = REPO / "_build" / "html"
     if not site.is_dir():

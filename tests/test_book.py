@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BOOK, REPO, toc_pages
+from conftest import REPO, toc_pages
 
 
 def _page(stem: str) -> Path:
@@ -78,7 +78,6 @@ def test_chapter_links_its_assignment(chapter):
 
 
 @pytest.mark.slow
-@BOOK
 def test_book_builds_without_warnings(book_build):
     """`make book`'s command: any warning, broken reference or failing cell fails it."""
     proc = book_build

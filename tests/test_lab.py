@@ -22,8 +22,6 @@ import pytest
 
 from browser import chromium, console_errors, network_events
 
-from conftest import BOOK  # noqa: E402
-
 REPO = Path(__file__).resolve().parents[1]
 LAUNCHER = REPO / "autograder" / "student_lab" / "lab.py"
 ASG = "02-planar-flows"  # the quickest assignment to validate (about 7 s per run)
@@ -222,7 +220,6 @@ def _chapter_title(chapter: str) -> str:
     return re.search(r"^# (.+)$", text, re.M).group(1).strip()
 
 
-@BOOK
 def test_chapter_links_open_the_chapter(book_build, lab):
     """Each notebook's chapter link, as the lab shows it, opens that chapter of the website
     (the lab's copy of _build/html at /course-site/); saving keeps the relative link on disk."""

@@ -18,12 +18,12 @@ from urllib.parse import urlparse
 import pytest
 
 from browser import chromium, console_errors, network_events, serve
-from conftest import BOOK, REPO, toc_pages
+from conftest import REPO, toc_pages
 
 HTML = REPO / "_build" / "html"
 SHOTS = REPO / "_build" / "screenshots"
 
-pytestmark = [pytest.mark.slow, BOOK]  # one worker builds and serves the site
+pytestmark = pytest.mark.slow
 
 
 WAIT_FOR_PAGE = """
