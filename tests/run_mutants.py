@@ -18,8 +18,10 @@ core, at most 4).
 """
 from __future__ import annotations
 
+import ast
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -58,6 +60,84 @@ def _verdict_job(asg: str, cells: list[dict], seed: int, label: str, only: set[s
     return [gid for gid, v in found.items() if not v.passed]
 
 
+def test_names(hidden_file: Path) -> dict[str, set[str]]:
+    """The student names each hidden test can reach: every identifier inside a string constant
+    of its body, of the module's helper functions it calls and of the module-level constants
+    they read (transitively; code sent with ``student.define`` is such a string). Student
+    entries are named by string (``student.call("name", ...)``), so this over-approximates."""
+    tree = ast.parse(hidden_file.read_text())
+    funcs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    consts = {}
+    for node in tree.body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                if isinstance(target, ast.Name):
+                    consts[target.id] = node.value
+    nodes = {**consts, **funcs}
+
+    def words(node) -> set[str]:
+        return {w for c in ast.walk(node) if isinstance(c, ast.Constant) and isinstance(c.value, str)
+                for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", c.value)}
+
+    direct = {name: (words(node), {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in nodes and n.id != name})
+              for name, node in nodes.items()}
+    out = {}
+    for name in funcs:
+        if not name.startswith("test_"):
+            continue
+        seen, todo, strings = {name}, [name], set()
+        while todo:
+            found, used = direct[todo.pop()]
+            strings |= found
+            todo += [u for u in used if u not in seen]
+            seen |= used
+        out[name] = strings
+    return out
+
+
+def _defs_and_refs(source: str) -> tuple[set[str], set[str]] | None:
+    """Top-level names a cell defines, and every name it reads; None if it does not parse."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    defs = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defs.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defs |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                defs |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+    refs = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    return defs, refs
+
+
+def affected_tests(cells: list[dict], mutated: str, original: str, names: dict[str, set[str]]) -> set[str] | None:
+    """The hidden tests a mutant of one cell can change: those that reach a name defined by that
+    cell or by any cell that reads one of its names (transitively). None (run every test) when a
+    cell does not parse or a test names nothing. Conservative; a miss would show as a mutant
+    that loses fewer cells than its list says."""
+    parsed = {c["id"]: _defs_and_refs(c["source"]) for c in cells}
+    first, second = _defs_and_refs(mutated), _defs_and_refs(original)
+    if first is None or second is None or any(v is None for v in parsed.values()) or not all(names.values()):
+        return None
+    defs = first[0] | second[0]
+    changed = True
+    while changed:
+        changed = False
+        for cid, (d, r) in parsed.items():
+            if r & defs and not d <= defs:
+                defs |= d
+                changed = True
+    return {test for test, strings in names.items() if strings & defs}
+
+
+def cells_by_id(cells: list[dict]) -> dict[str, str]:
+    return {c["id"]: c["source"] for c in cells}
+
+
 def jobs_default() -> int:
     """Parallel runs: FLOWLIB_MUTANT_JOBS, else one per core up to 4. Each run is a probe
     process (one torch thread) plus the grader-side tests in a worker (one torch thread), which
@@ -85,6 +165,8 @@ def main_verdicts(asg: str, seeds: list[int], jobs: int) -> None:
     else:
         seed = int(os.environ.get("FLOWLIB_SEED", "0"))
         runs["(reference)"] = (verdicts.student_cells(nbformat.read(source, as_version=4), test_ids), seed, None)
+        original = cells_by_id(runs["(reference)"][0])
+        names = {gid: strings for gid, strings in test_names(verdicts.hidden_tests_file(asg)).items() if gid in test_ids}
         for m in mutants.load(asg):
             nb = nbformat.read(source, as_version=4)
             cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == m["cell"]]
@@ -96,7 +178,12 @@ def main_verdicts(asg: str, seeds: list[int], jobs: int) -> None:
             # runs is skipped for a mutant of any other cell: it gives the reference's verdict
             # there (a pass, which "(reference)" asserts in this same run).
             skip = {gid for gid, used in (hidden.uses or {}).items() if m["cell"] not in used}
-            runs[m["name"]] = (verdicts.student_cells(nb, test_ids), seed, test_ids - skip)
+            # Any test that cannot reach the mutated cell's names gives the reference's verdict too.
+            cells = verdicts.student_cells(nb, test_ids)
+            reach = affected_tests(cells, cells_by_id(cells)[m["cell"]], original[m["cell"]], names)
+            if reach is not None:
+                skip |= test_ids - reach
+            runs[m["name"]] = (cells, seed, test_ids - skip)
     # Each run is independent (its own probe process, its own grading seed), so they run side by
     # side in worker processes; "spawn", because this process has torch's threads already.
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
