@@ -63,7 +63,7 @@ book: $(STAMP)
 	FLOWLIB_PROGRESS=0 $(BIN)/jupyter-book build . -W -n --keep-going
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 release: $(STAMP)
 	cd autograder && for asg in $(ASSIGNMENTS); do \
