@@ -81,11 +81,15 @@ class Outcome:
 def make_task(repo: Path, student: str, assignment: str, submitted: Path, kernel: str | None,
               sandboxed: bool) -> Task:
     """The task for a submission already imported into ``submitted`` (grade.import_submission)."""
-    folder = Path(repo) / "solutions" / assignment
-    bundle = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and p.suffix in (".ipynb", ".py")}
     stamp = submitted.parent / "timestamp.txt"
     return Task(student, assignment, submitted.read_bytes(), stamp.read_text() if stamp.is_file() else "",
-                bundle, kernel, sandboxed, NOTEBOOK_TIMEOUT)
+                assignment_bundle(repo, assignment), kernel, sandboxed, NOTEBOOK_TIMEOUT)
+
+
+def assignment_bundle(repo: Path, assignment: str) -> dict[str, bytes]:
+    """What a task carries of the assignment: solutions/<asg>/'s notebook and Python files."""
+    folder = Path(repo) / "solutions" / assignment
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and p.suffix in (".ipynb", ".py")}
 
 
 # -- worker side -----------------------------------------------------------------------------
@@ -389,8 +393,7 @@ def _safe(task: Task) -> Outcome:
 
 if __name__ == "__main__":  # a quick check: python autograder/engine.py ASSIGNMENT NOTEBOOK
     asg, nb_path = sys.argv[1], Path(sys.argv[2])
-    t = Task("check", asg, nb_path.read_bytes(), "", {p.name: p.read_bytes() for p in (HERE.parent / "solutions" / asg).iterdir()
-                                                      if p.is_file()})
+    t = Task("check", asg, nb_path.read_bytes(), "", assignment_bundle(HERE.parent, asg))
     for _ in range(2):
         o = grade_task(t)
         print(json.dumps({"ok": o.ok, "reason": o.reason, "seconds": round(o.seconds, 2),

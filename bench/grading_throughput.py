@@ -90,8 +90,7 @@ def per_student(students: int = 4, sandboxed: bool = False) -> dict:
                        cwd=course / "autograder", env=env, capture_output=True, check=True)
         import verdicts
 
-        task = engine.Task("warmup", ASG, solution, "", {p.name: p.read_bytes() for p in (REPO / "solutions" / ASG).iterdir()
-                                                        if p.is_file() and p.suffix in (".ipynb", ".py")})
+        task = engine.Task("warmup", ASG, solution, "", engine.assignment_bundle(REPO, ASG))
         engine.grade_task(task)  # the worker's first student: registration and fork server start
         for i in range(students):
             student = f"s{i:03d}"

@@ -31,9 +31,7 @@ CHECK = ("import builtins, flowlib\n"
 
 
 def _task(student: str, nb: nbformat.NotebookNode, timeout: float = engine.NOTEBOOK_TIMEOUT) -> engine.Task:
-    folder = REPO / "solutions" / ASG
-    bundle = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.suffix in (".ipynb", ".py")}
-    return engine.Task(student, ASG, nbformat.writes(nb).encode(), "", bundle, None, False, timeout)
+    return engine.Task(student, ASG, nbformat.writes(nb).encode(), "", engine.assignment_bundle(REPO, ASG), None, False, timeout)
 
 
 def _solution() -> nbformat.NotebookNode:
